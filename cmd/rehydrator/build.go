@@ -1,0 +1,147 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rehydrator/rehydrator/dehydrate"
+	"github.com/rehydrator/rehydrator/ociimage"
+)
+
+func newBuildCmd() *cobra.Command {
+	var (
+		output, from, workDir, baseline, binary, compression string
+		level, jobs                                          int
+		keepWork, quiet                                      bool
+	)
+	cmd := &cobra.Command{
+		Use:   "build RELEASE_DIR --output REF",
+		Short: "Dehydrate a release directory (stream.json + shipped files) into one image",
+		Long: `Reads RELEASE_DIR/stream.json and every file it lists (named as the last element of its
+location), checks each file's sha256 and, after decompression, its uncompressed-sha256, and
+refuses a release that does not match. It then stores the qemu qcow2 as the baseline, every other
+disk as a delta against it where that is cheap (else whole), re-runs every recipe and compares
+SHA-256 before it writes anything, and writes the image to REF:
+
+  oci:PATH[:TAG]  docker-archive:PATH  docker://HOST/REPO:TAG
+
+Layers are zstd-compressed by default (part of the OCI spec; read by podman, skopeo, docker);
+--compression gzip writes gzip layers for older clients. Levels above 11 use the zstd(1) program
+when it is installed (long window, much smaller baseline), else the best Go encoder.
+The same inputs give the same image digest.`,
+		Example: `  rehydrator build ./release --output oci:./fcos-images:stable
+  rehydrator build ./release --output docker://registry.example:5000/fcos-images:stable --compression gzip`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("build takes exactly one RELEASE_DIR, got %d arguments", len(args))
+			}
+			if output == "" {
+				return usagef("build needs --output REF (oci:PATH[:TAG], docker-archive:PATH or docker://HOST/REPO:TAG)")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			say := func(msg string) {
+				if !quiet {
+					fmt.Fprintln(os.Stderr, msg)
+				}
+			}
+			comp, err := layerCompression(compression, level)
+			if err != nil {
+				return usageError{err}
+			}
+			if binary == "" && from == "" {
+				if binary, err = os.Executable(); err != nil {
+					return fmt.Errorf("cannot find this program's binary for the image's tool layer: %w (give --binary)", err)
+				}
+			}
+			if workDir == "" {
+				if workDir, err = os.MkdirTemp("", "rehydrator-build-"); err != nil {
+					return err
+				}
+				if !keepWork {
+					defer os.RemoveAll(workDir)
+				}
+			}
+			start := time.Now()
+			res, err := dehydrate.Dehydrate(ctx, args[0], dehydrate.Options{
+				WorkDir: filepath.Join(workDir, "dehydrate"), Baseline: baseline, Jobs: jobs,
+				Generator: "rehydrator " + version, Progress: say,
+			})
+			if err != nil {
+				return err
+			}
+			recipe, err := res.Recipe.Marshal()
+			if err != nil {
+				return err
+			}
+			say("writing image layers")
+			img, err := ociimage.Build(ctx, ociimage.BuildSpec{
+				Binary: binary, Base: from, Blobs: res.Blobs(), Recipe: recipe, StreamJSON: res.StreamJSON,
+				Compression: comp, Progress: say,
+			}, filepath.Join(workDir, "layers"))
+			if err != nil {
+				return err
+			}
+			digest, err := ociimage.Write(ctx, output, img)
+			if err != nil {
+				return err
+			}
+			say(fmt.Sprintf("built %s in %s: %d artifacts from %d blobs", output, time.Since(start).Round(time.Second), len(res.Recipe.Artifacts), len(res.Recipe.Blobs)))
+			fmt.Fprintln(cmd.OutOrStdout(), digest)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&output, "output", "o", "", "where to write the image (required)")
+	f.StringVar(&from, "from", "", "put the release layers on top of this image (e.g. one built from the Containerfile) instead of a tool layer of this binary")
+	f.StringVar(&binary, "binary", "", "static rehydrator binary for the tool layer (default: this program)")
+	f.StringVar(&compression, "compression", "zstd", "layer compression: zstd or gzip")
+	f.IntVar(&level, "level", 0, "compression level (zstd 1-22, default 19; gzip 1-9, default 6)")
+	f.StringVar(&baseline, "baseline", "qemu", "platform whose qcow2 disk is stored whole as the base of the deltas")
+	f.StringVar(&workDir, "workdir", "", "work directory with room for the whole release uncompressed (default: a new one under $TMPDIR, removed afterwards)")
+	f.BoolVar(&keepWork, "keep-workdir", false, "keep the default work directory")
+	f.IntVar(&jobs, "jobs", 0, "parallel jobs (default: number of CPUs)")
+	f.BoolVarP(&quiet, "quiet", "q", false, "print only the image digest")
+	return cmd
+}
+
+// layerCompression turns --compression and --level into the image writer's setting.
+func layerCompression(algo string, level int) (ociimage.Compression, error) {
+	switch algo {
+	case "gzip":
+		if level == 0 {
+			level = 6
+		}
+		if level < 1 || level > 9 {
+			return ociimage.Compression{}, fmt.Errorf("--level %d: gzip levels are 1 to 9", level)
+		}
+		return ociimage.Compression{Algo: "gzip", Level: level}, nil
+	case "zstd":
+		if level == 0 {
+			level = 19
+		}
+		if level < 1 || level > 22 {
+			return ociimage.Compression{}, fmt.Errorf("--level %d: zstd levels are 1 to 22", level)
+		}
+		c := ociimage.Compression{Algo: "zstd", Level: min(level, 11)}
+		if level > 11 {
+			if bin, err := exec.LookPath("zstd"); err == nil {
+				// --long=27 keeps the window at 128 MiB, the most a zstd decoder accepts by default.
+				c.Command = []string{bin, "-" + strconv.Itoa(level), "--long=27", "-T0", "-q", "-c"}
+				if level > 19 {
+					c.Command = append(c.Command, "--ultra")
+				}
+			}
+		}
+		return c, nil
+	}
+	return ociimage.Compression{}, fmt.Errorf("--compression %q: use zstd or gzip", algo)
+}

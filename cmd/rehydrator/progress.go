@@ -1,0 +1,82 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// progressBar draws "name  1.2 GiB / 2.0 GiB  310 MiB/s  ETA 3s" on a terminal's stderr and
+// nothing at all when stderr is not a terminal.
+type progressBar struct {
+	mu      sync.Mutex
+	w       io.Writer
+	enabled bool
+	name    string
+	total   int64
+	start   time.Time
+	last    time.Time
+}
+
+func newProgressBar(enabled bool) *progressBar {
+	return &progressBar{w: os.Stderr, enabled: enabled && isTerminal(os.Stderr)}
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func (p *progressBar) update(name string, total, done int64) {
+	if p == nil || !p.enabled {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if name != p.name {
+		p.finishLocked()
+		p.name, p.total, p.start = name, total, now
+	}
+	if now.Sub(p.last) < 200*time.Millisecond && done < total {
+		return
+	}
+	p.last = now
+	secs := now.Sub(p.start).Seconds()
+	rate := float64(done) / max(secs, 1e-3)
+	eta := ""
+	if rate > 0 && total > done {
+		eta = fmt.Sprintf("  ETA %s", time.Duration(float64(total-done)/rate*float64(time.Second)).Round(time.Second))
+	}
+	fmt.Fprintf(p.w, "\r\033[K%s  %s / %s  %s/s%s", name, human(done), human(total), human(int64(rate)), eta)
+}
+
+func (p *progressBar) finish() {
+	if p == nil || !p.enabled {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.finishLocked()
+}
+
+func (p *progressBar) finishLocked() {
+	if p.name != "" {
+		fmt.Fprintln(p.w)
+		p.name = ""
+	}
+}
+
+func human(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

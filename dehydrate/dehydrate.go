@@ -1,0 +1,465 @@
+// Package dehydrate turns a release (stream.json and the files it lists) into a recipe and the
+// blobs it needs: a baseline per architecture, deltas for the artifacts that are cheap to derive
+// from it, and whole blobs for the rest. It proves every recipe by running it before it returns.
+package dehydrate
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rehydrator/rehydrator/delta"
+	"github.com/rehydrator/rehydrator/qcow2"
+	"github.com/rehydrator/rehydrator/rehydrate"
+	"github.com/rehydrator/rehydrator/streammeta"
+)
+
+// Options tune Dehydrate.
+type Options struct {
+	// WorkDir holds the decompressed artifacts and the blobs; it must have room for every
+	// artifact uncompressed. Required.
+	WorkDir string
+	// Baseline is the platform whose qcow2 disk is stored whole and serves as the base of the
+	// deltas (default "qemu").
+	Baseline string
+	// Jobs bounds the work done in parallel (default: the number of CPUs).
+	Jobs int
+	// Delta tunes the delta engine.
+	Delta delta.Options
+	// Generator is recorded in the recipe ("rehydrator VERSION").
+	Generator string
+	// Progress receives one line per finished piece of work; nil for silence.
+	Progress func(msg string)
+}
+
+// Plan says how one artifact is stored, for reports and benchmarks.
+type Plan struct {
+	ID          string
+	Name        string
+	Size        int64  // uncompressed size
+	Method      string // "baseline", "whole", "same-as <id>", "delta", "qcow2-decode+delta"
+	StoredBytes int64  // bytes of blobs this artifact adds (before layer compression)
+	DeltaTime   time.Duration
+}
+
+// Result is what Dehydrate produced.
+type Result struct {
+	Recipe     *rehydrate.Recipe
+	StreamJSON []byte
+	BlobPaths  map[string]string // digest -> file
+	Plans      []Plan
+	// DeltaTime is the time spent computing deltas (what `rdiff signature` + `rdiff delta` would do).
+	DeltaTime time.Duration
+}
+
+// Blobs lists the blob files in recipe order.
+func (r *Result) Blobs() []string {
+	var out []string
+	for _, b := range r.Recipe.Blobs {
+		out = append(out, r.BlobPaths[b.Digest])
+	}
+	return out
+}
+
+// ErrRelease marks a release directory that cannot be dehydrated as it is.
+var ErrRelease = errors.New("bad release")
+
+// Dehydrate reads the release in dir (dir/stream.json and the files it names), checks every
+// file against the stream metadata, plans a recipe per artifact and proves each recipe.
+func Dehydrate(ctx context.Context, dir string, opt Options) (*Result, error) {
+	if opt.WorkDir == "" {
+		return nil, errors.New("dehydrate: no work directory")
+	}
+	if opt.Baseline == "" {
+		opt.Baseline = "qemu"
+	}
+	if opt.Jobs <= 0 {
+		opt.Jobs = runtime.NumCPU()
+	}
+	say := func(format string, args ...any) {
+		if opt.Progress != nil {
+			opt.Progress(fmt.Sprintf(format, args...))
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "stream.json"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v (a release directory holds stream.json and the files it lists)", ErrRelease, err)
+	}
+	rel, err := streammeta.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s/stream.json: %v", ErrRelease, dir, err)
+	}
+	var missing []string
+	for _, a := range rel.Artifacts {
+		if _, err := os.Stat(filepath.Join(dir, a.ShippedName)); err != nil {
+			missing = append(missing, a.ShippedName)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%w: %d file(s) listed in stream.json are missing from %s: %s", ErrRelease, len(missing), dir, strings.Join(missing, ", "))
+	}
+	filesDir := filepath.Join(opt.WorkDir, "files")
+	blobDir := filepath.Join(opt.WorkDir, "blobs")
+	for _, d := range []string{filesDir, blobDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+
+	// 1. Check and decompress every shipped file.
+	files := make([]string, len(rel.Artifacts))
+	err = parallel(ctx, opt.Jobs, len(rel.Artifacts), func(i int) error {
+		a := rel.Artifacts[i]
+		start := time.Now()
+		out := filepath.Join(filesDir, a.Name)
+		f, err := os.Create(out)
+		if err != nil {
+			return err
+		}
+		bw := bufio.NewWriterSize(f, 1<<20)
+		n, err := streammeta.Decompress(ctx, a, filepath.Join(dir, a.ShippedName), bw)
+		if err == nil {
+			err = bw.Flush()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(out)
+			return fmt.Errorf("%w: %v", ErrRelease, err)
+		}
+		files[i] = out
+		say("checked %s (%s, %.1fs)", a.ShippedName, humanBytes(n), time.Since(start).Seconds())
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	res := &Result{StreamJSON: raw, BlobPaths: map[string]string{}}
+	recipe := &rehydrate.Recipe{SchemaVersion: rehydrate.SchemaVersion, Generator: opt.Generator}
+	plans := make([]Plan, len(rel.Artifacts))
+	arts := make([]rehydrate.Artifact, len(rel.Artifacts))
+	var mu sync.Mutex
+	addBlob := func(digest, path string, size int64, role string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, ok := res.BlobPaths[digest]; ok {
+			return
+		}
+		res.BlobPaths[digest] = path
+		recipe.Blobs = append(recipe.Blobs, rehydrate.Blob{Digest: digest, Size: size, Role: role})
+	}
+
+	// 2. Baselines, one per architecture; identical files share one blob.
+	baselines := map[string]int{}
+	for i, a := range rel.Artifacts {
+		if a.Kind == streammeta.KindDisk && a.Platform == opt.Baseline && strings.HasPrefix(a.Format, "qcow2") {
+			if isQcow2(files[i]) {
+				baselines[a.Arch] = i
+			}
+		}
+	}
+	for _, arch := range rel.Arches() {
+		if _, ok := baselines[arch]; !ok {
+			say("warning: no %s qcow2 disk for %s: its artifacts are stored whole", opt.Baseline, arch)
+		}
+	}
+	bySHA := map[string]int{}
+	for i, a := range rel.Artifacts {
+		arts[i] = rehydrate.Artifact{ID: a.ID(), Arch: a.Arch, Platform: a.Platform, Format: a.Format,
+			Kind: a.Kind, Name: a.Name, Disk: a.DiskName(), SHA256: a.UncompressedSHA256}
+		st, err := os.Stat(files[i])
+		if err != nil {
+			return nil, err
+		}
+		arts[i].Size = st.Size()
+		plans[i] = Plan{ID: a.ID(), Name: a.Name, Size: st.Size()}
+	}
+	for _, i := range sortedValues(baselines) {
+		digest := "sha256:" + arts[i].SHA256
+		addBlob(digest, files[i], arts[i].Size, "baseline")
+		arts[i].Steps = []rehydrate.Step{{Op: rehydrate.OpBlob, Blob: digest}}
+		plans[i].Method, plans[i].StoredBytes = "baseline", arts[i].Size
+		bySHA[arts[i].SHA256] = i
+	}
+
+	// 3. Every other artifact: the cheapest of the candidate recipes.
+	var deltaTime time.Duration
+	err = parallel(ctx, opt.Jobs, len(rel.Artifacts), func(i int) error {
+		if arts[i].Steps != nil {
+			return nil
+		}
+		mu.Lock()
+		same, dup := bySHA[arts[i].SHA256]
+		mu.Unlock()
+		if dup {
+			arts[i].Steps = []rehydrate.Step{{Op: rehydrate.OpRef, Ref: arts[same].ID}}
+			plans[i].Method = "same-as " + arts[same].ID
+			return nil
+		}
+		b, hasBase := baselines[arts[i].Arch]
+		var best *candidate
+		if hasBase && arts[i].Kind == streammeta.KindDisk {
+			cands, err := deltaCandidates(ctx, files[b], files[i], blobDir, opt.Delta)
+			if err != nil {
+				return fmt.Errorf("%s: %w", arts[i].Name, err)
+			}
+			for _, c := range cands {
+				mu.Lock()
+				deltaTime += c.took
+				mu.Unlock()
+				plans[i].DeltaTime += c.took
+				if best == nil || c.size < best.size {
+					if best != nil {
+						os.Remove(best.path)
+					}
+					best = c
+				} else {
+					os.Remove(c.path)
+				}
+			}
+		}
+		// A delta that is not much smaller than the file is not worth its rehydration cost.
+		if best != nil && best.size < arts[i].Size/2 {
+			addBlob(best.digest, best.path, best.size, "delta")
+			steps := []rehydrate.Step{{Op: rehydrate.OpBlob, Blob: "sha256:" + arts[b].SHA256}}
+			if best.decoded {
+				steps = append(steps, rehydrate.Step{Op: rehydrate.OpQcow2Decode})
+			}
+			arts[i].Steps = append(steps, rehydrate.Step{Op: rehydrate.OpPatch, Blob: best.digest})
+			plans[i].Method, plans[i].StoredBytes = best.method(), best.size
+			say("%s: %s of %s (%.1fs)", arts[i].Name, best.method(), humanBytes(best.size), best.took.Seconds())
+			return nil
+		}
+		if best != nil {
+			os.Remove(best.path)
+		}
+		digest := "sha256:" + arts[i].SHA256
+		addBlob(digest, files[i], arts[i].Size, "whole")
+		arts[i].Steps = []rehydrate.Step{{Op: rehydrate.OpBlob, Blob: digest}}
+		plans[i].Method, plans[i].StoredBytes = "whole", arts[i].Size
+		say("%s: stored whole (%s)", arts[i].Name, humanBytes(arts[i].Size))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	recipe.Artifacts = arts
+	sort.Slice(recipe.Blobs, func(i, j int) bool { return recipe.Blobs[i].Digest < recipe.Blobs[j].Digest })
+	recipe.DeclareFeatures()
+	if err := recipe.Validate(); err != nil {
+		return nil, fmt.Errorf("dehydrate: produced an invalid recipe: %w", err)
+	}
+	res.Recipe, res.Plans, res.DeltaTime = recipe, plans, deltaTime
+
+	// 4. Never publish what cannot reproduce itself.
+	if err := SelfCheck(ctx, res, opt.WorkDir, opt.Jobs, say); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// SelfCheck rehydrates every artifact of res from its blobs and compares SHA-256.
+func SelfCheck(ctx context.Context, res *Result, tmpDir string, jobs int, say func(string, ...any)) error {
+	src := LocalBlobs(res.BlobPaths)
+	return parallel(ctx, jobs, len(res.Recipe.Artifacts), func(i int) error {
+		a := res.Recipe.Artifacts[i]
+		eng := rehydrate.NewEngine(res.Recipe, src, tmpDir)
+		defer eng.Close()
+		start := time.Now()
+		if err := eng.Rehydrate(ctx, a.ID, io.Discard, nil); err != nil {
+			return fmt.Errorf("self-check failed, refusing to build: %w", err)
+		}
+		say("verified %s (%.1fs)", a.Name, time.Since(start).Seconds())
+		return nil
+	})
+}
+
+// LocalBlobs serves blobs from files on disk.
+type LocalBlobs map[string]string
+
+// OpenBlob implements rehydrate.BlobSource.
+func (l LocalBlobs) OpenBlob(_ context.Context, digest string) (io.ReadCloser, error) {
+	p, ok := l[digest]
+	if !ok {
+		return nil, fmt.Errorf("blob %s not found", digest)
+	}
+	return os.Open(p)
+}
+
+// BlobPath implements rehydrate.BlobPather.
+func (l LocalBlobs) BlobPath(digest string) (string, bool) {
+	p, ok := l[digest]
+	return p, ok
+}
+
+type candidate struct {
+	path, digest string
+	size         int64
+	decoded      bool // the delta applies to the baseline's guest view, not its file
+	took         time.Duration
+}
+
+func (c *candidate) method() string {
+	if c.decoded {
+		return "qcow2-decode+delta"
+	}
+	return "delta"
+}
+
+// deltaCandidates computes the deltas worth trying from the baseline qcow2 to target: against
+// the qcow2 file itself, and, for a target that is not itself a qcow2 file, against the
+// baseline's guest (raw) view.
+func deltaCandidates(ctx context.Context, basePath, targetPath, blobDir string, opt delta.Options) ([]*candidate, error) {
+	base, err := os.Open(basePath)
+	if err != nil {
+		return nil, err
+	}
+	defer base.Close()
+	bst, err := base.Stat()
+	if err != nil {
+		return nil, err
+	}
+	target, err := os.Open(targetPath)
+	if err != nil {
+		return nil, err
+	}
+	defer target.Close()
+	tst, err := target.Stat()
+	if err != nil {
+		return nil, err
+	}
+	var out []*candidate
+	try := func(ra io.ReaderAt, size int64, decoded bool) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		c, err := writeDelta(ra, size, target, tst.Size(), blobDir, opt)
+		if err != nil {
+			return err
+		}
+		c.decoded = decoded
+		out = append(out, c)
+		return nil
+	}
+	if isQcow2(targetPath) {
+		return out, try(base, bst.Size(), false)
+	}
+	img, err := qcow2.Open(base, bst.Size())
+	if err != nil {
+		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	return out, try(img, img.Size(), true)
+}
+
+func writeDelta(base io.ReaderAt, baseSize int64, target io.ReaderAt, targetSize int64, blobDir string, opt delta.Options) (*candidate, error) {
+	f, err := os.CreateTemp(blobDir, ".delta-*")
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(f, h), 1<<20)
+	start := time.Now()
+	_, err = delta.Compute(base, baseSize, target, targetSize, bw, opt)
+	took := time.Since(start)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("delta: %w", err)
+	}
+	hexd := hex.EncodeToString(h.Sum(nil))
+	path := filepath.Join(blobDir, hexd)
+	if err := os.Rename(f.Name(), path); err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	return &candidate{path: path, digest: "sha256:" + hexd, size: st.Size(), took: took}, nil
+}
+
+func isQcow2(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var magic [4]byte
+	_, err = io.ReadFull(f, magic[:])
+	return err == nil && string(magic[:]) == "QFI\xfb"
+}
+
+// parallel runs fn(0..n-1) on up to jobs goroutines and returns the first error.
+func parallel(ctx context.Context, jobs, n int, fn func(i int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	idx := make(chan int)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for w := 0; w < min(jobs, n); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range idx {
+				if err := fn(i); err != nil {
+					once.Do(func() { first = err; cancel() })
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case idx <- i:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(idx)
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		first = ctx.Err()
+	}
+	return first
+}
+
+func sortedValues(m map[string]int) []int {
+	var out []int
+	for _, v := range m {
+		out = append(out, v)
+	}
+	sort.Ints(out)
+	return out
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
