@@ -16,9 +16,9 @@ import (
 
 func newBuildCmd() *cobra.Command {
 	var (
-		output, from, workDir, baseline, binary, compression string
-		level, jobs                                          int
-		keepWork, quiet                                      bool
+		output, from, workDir, baseline, binary, compression, report string
+		level, jobs                                                  int
+		keepWork, quiet                                              bool
 	)
 	cmd := &cobra.Command{
 		Use:   "build RELEASE_DIR --output REF",
@@ -94,6 +94,18 @@ The same inputs give the same image digest.`,
 			if err != nil {
 				return err
 			}
+			rep, err := makeReport(output, digest, img, res)
+			if err != nil {
+				return err
+			}
+			if !quiet {
+				rep.print(os.Stderr)
+			}
+			if report != "" {
+				if err := rep.write(report); err != nil {
+					return err
+				}
+			}
 			say(fmt.Sprintf("built %s in %s: %d artifacts from %d blobs", output, time.Since(start).Round(time.Second), len(res.Recipe.Artifacts), len(res.Recipe.Blobs)))
 			fmt.Fprintln(cmd.OutOrStdout(), digest)
 			return nil
@@ -110,6 +122,7 @@ The same inputs give the same image digest.`,
 	f.BoolVar(&keepWork, "keep-workdir", false, "keep the default work directory")
 	f.IntVar(&jobs, "jobs", 0, "parallel jobs (default: number of CPUs)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "print only the image digest")
+	f.StringVar(&report, "report", "", "write what each artifact costs in the image (JSON) to this file")
 	return cmd
 }
 

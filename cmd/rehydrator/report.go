@@ -1,0 +1,86 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/rehydrator/rehydrator/dehydrate"
+	"github.com/rehydrator/rehydrator/ociimage"
+)
+
+// buildReport says what each artifact costs in the image: what `build --report` writes and what
+// the build prints at the end.
+type buildReport struct {
+	Image        string           `json:"image"`
+	Digest       string           `json:"digest"`
+	ImageBytes   int64            `json:"imageBytes"` // config + every layer, compressed
+	ToolBytes    int64            `json:"toolBytes"`  // the tool layer (or the --from base's layers)
+	MetaBytes    int64            `json:"metadataBytes"`
+	DeltaSeconds float64          `json:"deltaSeconds"` // time spent computing deltas
+	Artifacts    []artifactReport `json:"artifacts"`
+}
+
+type artifactReport struct {
+	Name         string  `json:"name"`
+	Method       string  `json:"method"`
+	Size         int64   `json:"size"`        // uncompressed artifact
+	StoredBytes  int64   `json:"storedBytes"` // blob bytes it adds, before layer compression
+	LayerBytes   int64   `json:"layerBytes"`  // compressed layer bytes it adds to the image
+	DeltaSeconds float64 `json:"deltaSeconds"`
+}
+
+func makeReport(ref, digest string, img v1.Image, res *dehydrate.Result) (*buildReport, error) {
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	r := &buildReport{Image: ref, Digest: digest, ImageBytes: m.Config.Size, DeltaSeconds: res.DeltaTime.Seconds()}
+	layerOf := map[string]int64{}
+	for _, l := range m.Layers {
+		r.ImageBytes += l.Size
+		switch {
+		case l.Annotations[ociimage.BlobAnnotation] != "":
+			layerOf[l.Annotations[ociimage.BlobAnnotation]] = l.Size
+		case l.Annotations[ociimage.LayerKindAnnotation] == "metadata":
+			r.MetaBytes += l.Size
+		default:
+			r.ToolBytes += l.Size
+		}
+	}
+	for i, p := range res.Plans {
+		a := res.Recipe.Artifacts[i]
+		ar := artifactReport{Name: p.Name, Method: p.Method, Size: p.Size, StoredBytes: p.StoredBytes, DeltaSeconds: p.DeltaTime.Seconds()}
+		// The blob an artifact adds is the last one of its steps (the delta, or the whole file).
+		if p.StoredBytes > 0 {
+			s := a.Steps[len(a.Steps)-1]
+			ar.LayerBytes = layerOf[s.Blob]
+		}
+		r.Artifacts = append(r.Artifacts, ar)
+	}
+	return r, nil
+}
+
+func (r *buildReport) print(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "artifact\tmethod\tsize\tstored\tin image\t")
+	for _, a := range r.Artifacts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", a.Name, a.Method, human(a.Size), human(a.StoredBytes), human(a.LayerBytes))
+	}
+	fmt.Fprintf(tw, "tool layer\t\t\t\t%s\t\n", human(r.ToolBytes))
+	fmt.Fprintf(tw, "metadata layer\t\t\t\t%s\t\n", human(r.MetaBytes))
+	fmt.Fprintf(tw, "whole image\t\t\t\t%s\t\n", human(r.ImageBytes))
+	tw.Flush()
+}
+
+func (r *buildReport) write(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks of rehydrator on one release, in one run (the machine is shared and
+# noisy: read the ratios, not the seconds). Prints a Markdown report for BENCHMARKS.md.
+#
+#   tests/bench/run.sh [RELEASE_DIR]
+#
+# Without RELEASE_DIR it makes the large fixture release (>= 2 GiB virtual, >= 1 GiB of data)
+# under $BENCH_DIR (default /var/tmp/rehydrator-bench). Needs rdiff, xz, GNU time, python3.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PATH="$PATH:/usr/local/go/bin"
+B=${BENCH_DIR:-/var/tmp/rehydrator-bench}
+mkdir -p "$B"
+rel=${1:-$B/release}
+command -v /usr/bin/time >/dev/null || { apt-get install -y -qq time >/dev/null; }
+if [ ! -f "$rel/stream.json" ]; then
+  echo "making the large release in $rel" >&2
+  go run ./tests/fixtures/mkrelease -size large -out "$rel" >&2
+fi
+CGO_ENABLED=0 go build -o "$B/rehydrator" ./cmd/rehydrator
+R="$B/rehydrator"
+img="$B/image"
+rm -rf "$img" "$B/out" "$B/files"
+mkdir -p "$B/out" "$B/files"
+
+timed() { # timed NAME CMD... : runs CMD, appends "NAME seconds maxrss_kib" to $B/times
+  local name=$1; shift
+  /usr/bin/time -o "$B/t.$$" -f "%e %M" "$@"
+  echo "$name $(cat "$B/t.$$")" >> "$B/times"
+}
+: > "$B/times"
+
+py() { python3 - "$@"; }
+
+# Shipped files and their uncompressed twins (for rdiff and sha256sum).
+q_xz=$(ls "$rel"/*-qemu.x86_64.qcow2.xz)
+o_xz=$(ls "$rel"/*-openstack.x86_64.qcow2.xz)
+xz -dc "$q_xz" > "$B/files/qemu.qcow2"
+xz -dc "$o_xz" > "$B/files/openstack.qcow2"
+sync
+
+echo "== build" >&2
+timed build "$R" build "$rel" --output "oci:$img:bench" --report "$B/report.json" -q --workdir "$B/work" >/dev/null
+rm -rf "$B/work"
+
+echo "== rdiff on qemu.qcow2 -> openstack.qcow2" >&2
+timed rdiff_sig rdiff -R rollsum signature "$B/files/qemu.qcow2" "$B/sig"
+timed rdiff_delta rdiff delta "$B/sig" "$B/files/openstack.qcow2" "$B/rdiff.delta"
+rdiff_size=$(stat -c %s "$B/rdiff.delta")
+
+echo "== rehydrate openstack.qcow2 vs xz -dc | sha256sum vs sha256sum" >&2
+for i in 1 2; do
+  timed "xz_sha$i" sh -c "xz -dc '$o_xz' | sha256sum >/dev/null"
+  timed "sha$i" sha256sum "$B/files/openstack.qcow2"
+  timed "rehydrate$i" "$R" rehydrate "$B/out" --disk openstack --image "oci:$img:bench" --no-progress
+  rm -f "$B/out"/*
+done
+timed rehydrate_metal "$R" rehydrate "$B/out" --disk metal --image "oci:$img:bench" --no-progress --tmpdir "$B"
+rm -f "$B/out"/*
+
+py "$B" "$q_xz" "$rdiff_size" <<'EOF'
+import json, os, sys
+B, q_xz, rdiff_size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+times = {}
+for line in open(os.path.join(B, "times")):
+    name, secs, rss = line.split()
+    times[name] = (float(secs), int(rss))
+rep = json.load(open(os.path.join(B, "report.json")))
+MiB = 1 << 20
+def best(prefix):
+    vals = [v for k, v in times.items() if k.startswith(prefix) and k[len(prefix):].isdigit()]
+    return min(v[0] for v in vals), max(v[1] for v in vals)
+print("### Image size")
+print()
+print("| artifact | method | size | stored (raw) | in image (compressed) |")
+print("| --- | --- | ---: | ---: | ---: |")
+for a in rep["artifacts"]:
+    print(f"| {a['name']} | {a['method']} | {a['size']/MiB:.1f} MiB | {a['storedBytes']/1024:.1f} KiB | {a['layerBytes']/1024:.1f} KiB |")
+shipped_q = os.path.getsize(q_xz)
+shipped_all = sum(os.path.getsize(os.path.join(os.path.dirname(q_xz), f)) for f in os.listdir(os.path.dirname(q_xz)) if f != "stream.json")
+print()
+print(f"- whole image: {rep['imageBytes']/MiB:.1f} MiB (tool layer {rep['toolBytes']/MiB:.1f} MiB, metadata {rep['metadataBytes']/1024:.1f} KiB)")
+print(f"- shipped qemu.qcow2.xz alone: {shipped_q/MiB:.1f} MiB; image / qemu.qcow2.xz = {rep['imageBytes']/shipped_q:.3f}")
+print(f"- all shipped files: {shipped_all/MiB:.1f} MiB; image / all shipped = {rep['imageBytes']/shipped_all:.3f}")
+print()
+print("### Delta work (build) vs rdiff, qemu.qcow2 -> openstack.qcow2")
+print()
+op = [a for a in rep["artifacts"] if "openstack" in a["name"]][0]
+rd = times["rdiff_sig"][0] + times["rdiff_delta"][0]
+print(f"- rehydrator delta: {op['storedBytes']} bytes in {op['deltaSeconds']:.2f} s; rdiff signature+delta: {rdiff_size} bytes in {rd:.2f} s; time ratio {op['deltaSeconds']/rd:.2f}")
+print(f"- all deltas of the build: {rep['deltaSeconds']:.2f} s; whole build {times['build'][0]:.1f} s, peak RSS {times['build'][1]/1024:.0f} MiB")
+print()
+print("### Rehydrating openstack.qcow2 from the OCI layout (best of 2)")
+print()
+r, rrss = best("rehydrate"); x, _ = best("xz_sha"); s, _ = best("sha")
+print(f"| command | seconds | ratio |")
+print(f"| --- | ---: | ---: |")
+print(f"| rehydrator rehydrate --disk openstack | {r:.2f} | 1 |")
+print(f"| xz -dc openstack.qcow2.xz \\| sha256sum | {x:.2f} | {x/r:.2f}x slower |")
+print(f"| sha256sum openstack.qcow2 | {s:.2f} | rehydrate takes {r/s:.2f}x |")
+print()
+print(f"- peak RSS: rehydrate openstack {rrss/1024:.0f} MiB, rehydrate metal {times['rehydrate_metal'][1]/1024:.0f} MiB ({times['rehydrate_metal'][0]:.1f} s), build {times['build'][1]/1024:.0f} MiB")
+EOF
