@@ -8,7 +8,7 @@ scripts/setup-debian.sh
 out=${DEMO_DIR:-_out/demo}
 mkdir -p "$out"
 echo "== building rehydrator" >&2
-CGO_ENABLED=0 go build -o bin/rehydrator ./cmd/rehydrator
+CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o bin/rehydrator ./cmd/rehydrator
 echo "== making a small release in $out/release" >&2
 go run ./tests/fixtures/mkrelease -size small -out "$out/release"
 echo "== dehydrating it into oci:$out/fcos-images:stable" >&2

@@ -83,10 +83,14 @@ The same inputs give the same image digest.`,
 				return err
 			}
 			say("writing image layers")
+			layerDir := filepath.Join(workDir, "layers")
+			if err := os.MkdirAll(layerDir, 0o755); err != nil {
+				return err
+			}
 			img, err := ociimage.Build(ctx, ociimage.BuildSpec{
 				Binary: binary, Base: from, Blobs: res.Blobs(), Recipe: recipe, StreamJSON: res.StreamJSON,
 				Compression: comp, Progress: say,
-			}, filepath.Join(workDir, "layers"))
+			}, layerDir)
 			if err != nil {
 				return err
 			}
