@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/rehydrator/rehydrator/delta"
 	"github.com/rehydrator/rehydrator/qcow2"
@@ -50,6 +53,7 @@ type Plan struct {
 	Size        int64  // uncompressed size
 	Method      string // "baseline", "whole", "same-as <id>", "delta", "qcow2-decode+delta"
 	StoredBytes int64  // bytes of blobs this artifact adds (before layer compression)
+	PackedBytes int64  // the same, compressed: an estimate of what the image pays
 	DeltaTime   time.Duration
 }
 
@@ -221,25 +225,21 @@ func Dehydrate(ctx context.Context, dir string, opt Options) (*Result, error) {
 				deltaTime += c.took
 				mu.Unlock()
 				plans[i].DeltaTime += c.took
-				if best == nil || c.size < best.size {
-					if best != nil {
+				if c.better(best) {
+					if best != nil && best.path != c.path {
 						os.Remove(best.path)
 					}
 					best = c
-				} else {
+				} else if c.path != best.path {
 					os.Remove(c.path)
 				}
 			}
 		}
 		// A delta that is not much smaller than the file is not worth its rehydration cost.
-		if best != nil && best.size < arts[i].Size/2 {
+		if best != nil && best.size+int64(len(best.layout)) < arts[i].Size/2 {
 			addBlob(best.digest, best.path, best.size, "delta")
-			steps := []rehydrate.Step{{Op: rehydrate.OpBlob, Blob: "sha256:" + arts[b].SHA256}}
-			if best.decoded {
-				steps = append(steps, rehydrate.Step{Op: rehydrate.OpQcow2Decode})
-			}
-			arts[i].Steps = append(steps, rehydrate.Step{Op: rehydrate.OpPatch, Blob: best.digest})
-			plans[i].Method, plans[i].StoredBytes = best.method(), best.size
+			arts[i].Steps = best.steps("sha256:" + arts[b].SHA256)
+			plans[i].Method, plans[i].StoredBytes, plans[i].PackedBytes = best.method(), best.size+int64(len(best.layout)), best.cost()
 			say("%s: %s of %s (%.1fs)", arts[i].Name, best.method(), humanBytes(best.size), best.took.Seconds())
 			return nil
 		}
@@ -307,21 +307,70 @@ func (l LocalBlobs) BlobPath(digest string) (string, bool) {
 
 type candidate struct {
 	path, digest string
-	size         int64
-	decoded      bool // the delta applies to the baseline's guest view, not its file
-	took         time.Duration
+	size         int64 // bytes of the delta
+	packed       int64 // bytes of the delta compressed (an estimate of its layer's size)
+	decoded      bool  // the delta applies to the baseline's guest view, not its file
+	// layout, when set, re-encodes the patched guest view as a qcow2 file laid out like this
+	// (the target's own layout, read from it): the delta then covers only guest data.
+	layout json.RawMessage
+	took   time.Duration
 }
 
 func (c *candidate) method() string {
-	if c.decoded {
+	switch {
+	case c.layout != nil:
+		return "qcow2-decode+delta+qcow2-encode"
+	case c.decoded:
 		return "qcow2-decode+delta"
 	}
 	return "delta"
 }
 
-// deltaCandidates computes the deltas worth trying from the baseline qcow2 to target: against
-// the qcow2 file itself, and, for a target that is not itself a qcow2 file, against the
-// baseline's guest (raw) view.
+// cost is what the candidate adds to the image: its delta as the layer compression will store
+// it (a literal run of zeros costs almost nothing there), and its layout in the recipe.
+func (c *candidate) cost() int64 { return c.packed + int64(len(c.layout)) }
+
+// reencodeAbove is the compressed size a plain file delta must exceed before the qcow2
+// re-encode route may replace it; forceReencode lets tests exercise that route on small images.
+var (
+	reencodeAbove int64 = 16 << 10
+	forceReencode       = false
+)
+
+// better says whether c should replace best. A plain file delta streams straight out of the
+// baseline's layer; the qcow2 re-encode route needs the baseline decoded (random access, so a
+// spool when read from a registry), so it must save real space to be chosen.
+func (c *candidate) better(best *candidate) bool {
+	if best == nil {
+		return true
+	}
+	if (c.layout != nil) != (best.layout != nil) {
+		plain, enc := best, c
+		if c.layout == nil {
+			plain, enc = c, best
+		}
+		encWins := forceReencode || (plain.cost() > reencodeAbove && enc.cost()*2 < plain.cost())
+		return encWins == (c == enc)
+	}
+	return c.cost() < best.cost()
+}
+
+// steps returns the recipe steps that rebuild the target from the baseline blob.
+func (c *candidate) steps(baseline string) []rehydrate.Step {
+	steps := []rehydrate.Step{{Op: rehydrate.OpBlob, Blob: baseline}}
+	if c.decoded {
+		steps = append(steps, rehydrate.Step{Op: rehydrate.OpQcow2Decode})
+	}
+	steps = append(steps, rehydrate.Step{Op: rehydrate.OpPatch, Blob: c.digest})
+	if c.layout != nil {
+		steps = append(steps, rehydrate.Step{Op: rehydrate.OpQcow2Encode, Params: c.layout})
+	}
+	return steps
+}
+
+// deltaCandidates computes the deltas worth trying from the baseline qcow2 to target: for a
+// qcow2 target, against the qcow2 file itself and, guest view to guest view, re-encoded with the
+// target's layout; for any other disk, against the baseline's guest (raw) view.
 func deltaCandidates(ctx context.Context, basePath, targetPath, blobDir string, opt delta.Options) ([]*candidate, error) {
 	base, err := os.Open(basePath)
 	if err != nil {
@@ -342,11 +391,11 @@ func deltaCandidates(ctx context.Context, basePath, targetPath, blobDir string, 
 		return nil, err
 	}
 	var out []*candidate
-	try := func(ra io.ReaderAt, size int64, decoded bool) error {
+	try := func(ra io.ReaderAt, size int64, decoded bool, tra io.ReaderAt, tsize int64) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		c, err := writeDelta(ra, size, target, tst.Size(), blobDir, opt)
+		c, err := writeDelta(ra, size, tra, tsize, blobDir, opt)
 		if err != nil {
 			return err
 		}
@@ -354,14 +403,34 @@ func deltaCandidates(ctx context.Context, basePath, targetPath, blobDir string, 
 		out = append(out, c)
 		return nil
 	}
-	if isQcow2(targetPath) {
-		return out, try(base, bst.Size(), false)
-	}
 	img, err := qcow2.Open(base, bst.Size())
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
-	return out, try(img, img.Size(), true)
+	if !isQcow2(targetPath) {
+		return out, try(img, img.Size(), true, target, tst.Size())
+	}
+	if err := try(base, bst.Size(), false, target, tst.Size()); err != nil {
+		return nil, err
+	}
+	// The guest-to-guest route, when the target's layout can be reproduced by qcow2.Encode.
+	timg, err := qcow2.Open(target, tst.Size())
+	if err != nil {
+		return out, nil
+	}
+	layout, err := timg.Layout()
+	if err != nil {
+		return out, nil
+	}
+	lj, err := json.Marshal(layout)
+	if err != nil {
+		return nil, err
+	}
+	if err := try(img, img.Size(), true, timg, timg.Size()); err != nil {
+		return nil, err
+	}
+	out[len(out)-1].layout = lj
+	return out, nil
 }
 
 func writeDelta(base io.ReaderAt, baseSize int64, target io.ReaderAt, targetSize int64, blobDir string, opt delta.Options) (*candidate, error) {
@@ -393,7 +462,39 @@ func writeDelta(base io.ReaderAt, baseSize int64, target io.ReaderAt, targetSize
 	if err != nil {
 		return nil, err
 	}
-	return &candidate{path: path, digest: "sha256:" + hexd, size: st.Size(), took: took}, nil
+	packed, err := compressedSize(path)
+	if err != nil {
+		return nil, err
+	}
+	return &candidate{path: path, digest: "sha256:" + hexd, size: st.Size(), packed: packed, took: took}, nil
+}
+
+// compressedSize estimates what a blob costs in a compressed layer.
+func compressedSize(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var n countingWriter
+	zw, err := zstd.NewWriter(&n, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return 0, err
+	}
+	if _, err := io.Copy(zw, f); err != nil {
+		return 0, err
+	}
+	if err := zw.Close(); err != nil {
+		return 0, err
+	}
+	return int64(n), nil
+}
+
+type countingWriter int64
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	*c += countingWriter(len(p))
+	return len(p), nil
 }
 
 func isQcow2(path string) bool {

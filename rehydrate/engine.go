@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -264,6 +265,22 @@ func (e *Engine) apply(ctx context.Context, s Step, in *value) (*value, error) {
 			pw.CloseWithError(err)
 		}()
 		return &value{key: in.key + "|patch:" + s.Blob, r: pr, size: -1}, nil
+
+	case OpQcow2Encode:
+		var l qcow2.Layout
+		if err := json.Unmarshal(s.Params, &l); err != nil {
+			in.close()
+			return nil, fmt.Errorf("%w: qcow2 layout: %v", ErrBadRecipe, err)
+		}
+		guest := in.stream()
+		pr, pw := io.Pipe()
+		go func() {
+			err := qcow2.Encode(pw, guest, &l)
+			guest.Close()
+			in.close()
+			pw.CloseWithError(err)
+		}()
+		return &value{key: in.key + "|qcow2-encode", r: pr, size: l.FileSize}, nil
 
 	case OpExtract:
 		if in.size >= 0 && s.Offset+s.Length > in.size {

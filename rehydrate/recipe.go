@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/rehydrator/rehydrator/qcow2"
 )
 
 // SchemaVersion is the recipe format version this package writes. Readers accept any version up
@@ -24,11 +26,12 @@ const (
 	OpQcow2Decode = "qcow2-decode" // qcow2 file -> guest (raw) view
 	OpPatch       = "patch"        // librsync-format delta applied to the input
 	OpExtract     = "extract"      // a byte range of the input
+	OpQcow2Encode = "qcow2-encode" // guest (raw) view -> qcow2 file laid out as Params (a qcow2.Layout)
 )
 
 // knownFeatures are the mandatory features this rehydrator implements.
 var knownFeatures = map[string]bool{
-	OpBlob: true, OpRef: true, OpQcow2Decode: true, OpPatch: true, OpExtract: true,
+	OpBlob: true, OpRef: true, OpQcow2Decode: true, OpPatch: true, OpExtract: true, OpQcow2Encode: true,
 }
 
 // Recipe is the contract between `build` and `rehydrate`.
@@ -175,6 +178,15 @@ func (r *Recipe) Validate() error {
 			}
 			if (s.Op == OpBlob || s.Op == OpPatch) && !blobs[s.Blob] {
 				return fmt.Errorf("%w: artifact %s step %d: blob %q is not in the blob list", ErrBadRecipe, a.ID, j, s.Blob)
+			}
+			if s.Op == OpQcow2Encode {
+				var l qcow2.Layout
+				if err := json.Unmarshal(s.Params, &l); err != nil {
+					return fmt.Errorf("%w: artifact %s step %d: qcow2 layout: %v", ErrBadRecipe, a.ID, j, err)
+				}
+				if err := l.Validate(); err != nil {
+					return fmt.Errorf("%w: artifact %s step %d: %v", ErrBadRecipe, a.ID, j, err)
+				}
 			}
 			if s.Op == OpExtract && (s.Offset < 0 || s.Length < 0) {
 				return fmt.Errorf("%w: artifact %s step %d: negative extract range", ErrBadRecipe, a.ID, j)
