@@ -213,9 +213,26 @@ func Dehydrate(ctx context.Context, dir string, opt Options) (*Result, error) {
 			plans[i].Method = "same-as " + arts[same].ID
 			return nil
 		}
+		if a := rel.Artifacts[i]; a.IsPXE() {
+			for j, other := range rel.Artifacts {
+				if !other.IsISO() || other.Arch != a.Arch {
+					continue
+				}
+				steps, ok, err := planFromISO(a, arts[i].Size, arts[j], files[j])
+				if err != nil {
+					return fmt.Errorf("%s: %w", arts[i].Name, err)
+				}
+				if ok {
+					arts[i].Steps = steps
+					plans[i].Method = "extract from " + arts[j].Name
+					say("%s: %s", arts[i].Name, plans[i].Method)
+					return nil
+				}
+			}
+		}
 		b, hasBase := baselines[arts[i].Arch]
 		var best *candidate
-		if hasBase && arts[i].Kind == streammeta.KindDisk {
+		if hasBase && arts[i].Kind == streammeta.KindDisk && !rel.Artifacts[i].IsISO() {
 			cands, err := deltaCandidates(ctx, files[b], files[i], blobDir, opt.Delta)
 			if err != nil {
 				return fmt.Errorf("%s: %w", arts[i].Name, err)
