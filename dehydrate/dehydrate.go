@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/rehydrator/rehydrator/internal/units"
 	"io"
 	"os"
 	"path/filepath"
@@ -144,7 +145,7 @@ func Dehydrate(ctx context.Context, dir string, opt Options) (*Result, error) {
 			return fmt.Errorf("%w: %v", ErrRelease, err)
 		}
 		files[i] = out
-		say("checked %s (%s, %.1fs)", a.ShippedName, humanBytes(n), time.Since(start).Seconds())
+		say("checked %s (%s, %.1fs)", a.ShippedName, units.Bytes(n), time.Since(start).Seconds())
 		return nil
 	})
 	if err != nil {
@@ -257,7 +258,7 @@ func Dehydrate(ctx context.Context, dir string, opt Options) (*Result, error) {
 			addBlob(best.digest, best.path, best.size, "delta")
 			arts[i].Steps = best.steps("sha256:" + arts[b].SHA256)
 			plans[i].Method, plans[i].StoredBytes, plans[i].PackedBytes = best.method(), best.size+int64(len(best.layout)), best.cost()
-			say("%s: %s of %s (%.1fs)", arts[i].Name, best.method(), humanBytes(best.size), best.took.Seconds())
+			say("%s: %s of %s (%.1fs)", arts[i].Name, best.method(), units.Bytes(best.size), best.took.Seconds())
 			return nil
 		}
 		if best != nil {
@@ -267,7 +268,7 @@ func Dehydrate(ctx context.Context, dir string, opt Options) (*Result, error) {
 		addBlob(digest, files[i], arts[i].Size, "whole")
 		arts[i].Steps = []rehydrate.Step{{Op: rehydrate.OpBlob, Blob: digest}}
 		plans[i].Method, plans[i].StoredBytes = "whole", arts[i].Size
-		say("%s: stored whole (%s)", arts[i].Name, humanBytes(arts[i].Size))
+		say("%s: stored whole (%s)", arts[i].Name, units.Bytes(arts[i].Size))
 		return nil
 	})
 	if err != nil {
@@ -568,16 +569,4 @@ func sortedValues(m map[string]int) []int {
 	}
 	sort.Ints(out)
 	return out
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/rehydrator/rehydrator/internal/units"
 	"io"
 	"os"
 	"sync"
@@ -50,7 +51,7 @@ func (p *progressBar) update(name string, total, done int64) {
 	if rate > 0 && total > done {
 		eta = fmt.Sprintf("  ETA %s", time.Duration(float64(total-done)/rate*float64(time.Second)).Round(time.Second))
 	}
-	fmt.Fprintf(p.w, "\r\033[K%s  %s / %s  %s/s%s", name, human(done), human(total), human(int64(rate)), eta)
+	fmt.Fprintf(p.w, "\r\033[K%s  %s / %s  %s/s%s", name, units.Bytes(done), units.Bytes(total), units.Bytes(int64(rate)), eta)
 }
 
 func (p *progressBar) finish() {
@@ -67,16 +68,4 @@ func (p *progressBar) finishLocked() {
 		fmt.Fprintln(p.w)
 		p.name = ""
 	}
-}
-
-func human(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/rehydrator/rehydrator/internal/units"
 	"io"
 	"os"
 	"text/tabwriter"
@@ -69,11 +70,11 @@ func (r *buildReport) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "artifact\tmethod\tsize\tstored\tin image\t")
 	for _, a := range r.Artifacts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", a.Name, a.Method, human(a.Size), human(a.StoredBytes), human(a.LayerBytes))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", a.Name, a.Method, units.Bytes(a.Size), units.Bytes(a.StoredBytes), units.Bytes(a.LayerBytes))
 	}
-	fmt.Fprintf(tw, "tool layer\t\t\t\t%s\t\n", human(r.ToolBytes))
-	fmt.Fprintf(tw, "metadata layer\t\t\t\t%s\t\n", human(r.MetaBytes))
-	fmt.Fprintf(tw, "whole image\t\t\t\t%s\t\n", human(r.ImageBytes))
+	fmt.Fprintf(tw, "tool layer\t\t\t\t%s\t\n", units.Bytes(r.ToolBytes))
+	fmt.Fprintf(tw, "metadata layer\t\t\t\t%s\t\n", units.Bytes(r.MetaBytes))
+	fmt.Fprintf(tw, "whole image\t\t\t\t%s\t\n", units.Bytes(r.ImageBytes))
 	tw.Flush()
 }
 
