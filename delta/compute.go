@@ -11,8 +11,10 @@ import (
 type Options struct {
 	// BlockSize is the granularity at which the base is indexed (default 4096 if 0). It only
 	// matters when an insertion or deletion loses the diagonal: a match is found again within
-	// about one block, and extended back byte by byte. Compute doubles it for bases of more than
-	// 8 Mi blocks so that the index stays within 128 MiB.
+	// about one block, and extended back byte by byte. The index costs 16 to 32 bytes per block
+	// for its table, 2 to 4 for its filter and at most 8 for runs of zero blocks (a 10 GiB base
+	// at 4 KiB blocks: 64 + 8 + at most 21 MiB). Compute doubles the block size for bases of
+	// more than 8 Mi blocks, so the index never exceeds about 210 MiB.
 	BlockSize int
 }
 
@@ -55,8 +57,9 @@ const (
 
 // Compute writes a delta that turns base into target. Every COPY it emits reads the base strictly
 // forward (each copy's offset >= the end of the previous copy), so the delta can be applied while
-// the base is read once as a stream (see Patch). Memory stays bounded: an index of at most 16
-// bytes per base block plus zero runs, and fixed-size read buffers, never the whole file.
+// the base is read once as a stream (see Patch). Memory stays bounded: an index of 18 to 36
+// bytes per base block plus runs of zero blocks, and fixed-size read buffers (about 7 MiB),
+// never the whole file.
 //
 // Where target and base agree along the current diagonal (target offset - base offset) they are
 // compared a megabyte at a time; an in-place edit is skipped by scanning ahead on the same

@@ -2,6 +2,9 @@ package delta
 
 import (
 	"bytes"
+	"encoding/binary"
+	"os"
+	"slices"
 	"testing"
 )
 
@@ -18,6 +21,28 @@ func TestRoundTrip(t *testing.T) {
 	paddedCluster := append(randomBytes(8, 32<<10), make([]byte, 32<<10)...)
 	zeroed := bytes.Clone(disk)
 	clear(zeroed[1<<20 : 2<<20])
+
+	// A qcow2-like file whose L2 table gains two entries (pointing at two clusters appended at
+	// the end). Far ahead, the base holds another table that starts with those very entries:
+	// the search must not jump there (regression: it did, and the 2 MiB it skipped became
+	// literal).
+	entry := func(p []byte, i, v int) {
+		binary.BigEndian.PutUint64(p[8*i:], 0x8000000000000000|uint64(v)<<16)
+	}
+	l2 := make([]byte, 64<<10)
+	for i := range 100 {
+		entry(l2, i, 0x6600+i)
+	}
+	l2grown := bytes.Clone(l2)
+	entry(l2grown, 100, 0x6700)
+	entry(l2grown, 101, 0x6701)
+	farL2 := make([]byte, 64<<10)
+	entry(farL2, 0, 0x6700)
+	entry(farL2, 1, 0x6701)
+	odd := randomBytes(15, 1000)
+	dataAfter := diskLike(14, 2<<20)
+	qcowBase := slices.Concat(disk[:1<<20], l2, odd, dataAfter, make([]byte, 2<<20-1000), farL2, dataAfter[:256<<10])
+	qcowTarget := slices.Concat(disk[:1<<20], l2grown, odd, dataAfter, make([]byte, 2<<20-1000), farL2, dataAfter[:256<<10], cluster, cluster)
 
 	tests := []struct {
 		name   string
@@ -48,6 +73,7 @@ func TestRoundTrip(t *testing.T) {
 		{name: "grown with zeros", base: disk, target: append(bytes.Clone(disk), zeros[:1<<20]...), maxDelta: 1<<20 + 100},
 		{name: "raw disk edits", base: rawDisk, target: editBytes(rawDisk, 6, 100), maxLiteral: 100, maxDelta: 2000},
 		{name: "raw disk shifted", base: rawDisk, target: insert(rawDisk, 1000, cluster), maxLiteral: 64 << 10, maxDelta: 66 << 10},
+		{name: "l2 grown, duplicate far ahead", base: qcowBase, target: qcowTarget, maxLiteral: 128<<10 + 16, maxDelta: 128<<10 + 100},
 		{name: "data zeroed", base: disk, target: zeroed},
 		{name: "zeros to data", base: zeros, target: disk},
 		{name: "random unrelated", base: randomBytes(10, 1<<20), target: randomBytes(11, 1<<20), maxDelta: 1<<20 + 100},
@@ -184,5 +210,28 @@ func TestRandomPairs(t *testing.T) {
 		if _, d := roundTrip(t, base, target, opt); t.Failed() {
 			t.Fatalf("pair %d (n=%d, %+v): delta of %d bytes", i, n, opt, len(d))
 		}
+	}
+}
+
+// Patch reads the base from a pipe: an *os.File whose Seek fails.
+func TestPatchFromPipe(t *testing.T) {
+	base := diskLike(93, 2<<20)
+	target := remove(editBytes(base, 94, 10), 100000, 300000)
+	_, d := roundTrip(t, base, target, Options{})
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	go func() {
+		w.Write(base)
+		w.Close()
+	}()
+	var out bytes.Buffer
+	if err := Patch(r, bytes.NewReader(d), &out); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), target) {
+		t.Fatal("output differs")
 	}
 }

@@ -197,3 +197,26 @@ func TestWriteErrors(t *testing.T) {
 		t.Errorf("PatchAt: %v", err)
 	}
 }
+
+// failSeeker is an io.Seeker that cannot seek, like a pipe behind an *os.File.
+type failSeeker struct{ r io.Reader }
+
+func (f failSeeker) Read(p []byte) (int, error)   { return f.r.Read(p) }
+func (failSeeker) Seek(int64, int) (int64, error) { return 0, errors.New("illegal seek") }
+
+func TestPatchSeekFails(t *testing.T) {
+	base := diskLike(91, 1<<20)
+	target := remove(editBytes(base, 92, 10), 1000, 50000)
+	_, d := roundTrip(t, base, target, Options{})
+	var out bytes.Buffer
+	if err := Patch(failSeeker{bytes.NewReader(base)}, bytes.NewReader(d), &out); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), target) {
+		t.Fatal("output differs")
+	}
+	err := Patch(failSeeker{bytes.NewReader(base[:500000])}, bytes.NewReader(d), io.Discard)
+	if !errors.Is(err, ErrShortBase) {
+		t.Fatalf("short base: %v", err)
+	}
+}

@@ -57,9 +57,12 @@ type span struct{ start, end int64 }
 
 // index maps the hash of a small window in each aligned base block (the first winLen bytes that
 // start with a non-zero byte) to the window's base offset. Slots are uint64 entries
-// tag<<offsetBits | offset in an open-addressing table at most half full, so memory is at most
-// 16 bytes per block (plus a 2-byte-per-block filter). All-zero blocks are not hashed: they are recorded as runs in zeros instead,
-// so a disk's millions of identical zero blocks neither fill a probe chain nor cost a lookup.
+// tag<<offsetBits | offset in an open-addressing table with a power-of-two size at most half
+// full: 16 to 32 bytes per block, plus a bit filter of an eighth of that. Up to maxPerHash
+// offsets are kept per hash (the first ones and the latest), so repeated blocks stay usable
+// wherever the forward position is. All-zero blocks are not hashed but recorded as runs in
+// zeros, so a disk's millions of identical zero blocks neither fill a probe chain nor cost a
+// lookup.
 type index struct {
 	blockSize int64
 	shift     uint

@@ -149,16 +149,18 @@ func (c *cmdReader) literal(cmd command, out io.Writer) error {
 }
 
 // Patch applies delta to base and writes the result to out, reading base once as a forward-only
-// stream: the gap before each COPY is skipped with Seek when base is an io.Seeker (relative to
-// where base stands when Patch is called) and read and discarded otherwise. A COPY that starts
-// before the end of the previous one returns an error wrapping ErrBackwardCopy (use PatchAt for
-// such deltas); one that needs bytes past the end of base returns an error wrapping ErrShortBase.
+// stream: the gap before each COPY is skipped with Seek when base is an io.Seeker that can seek
+// (relative to where base stands when Patch is called), and read and discarded otherwise. A
+// COPY that starts before the end of the previous one returns an error wrapping ErrBackwardCopy
+// (use PatchAt for such deltas); one that needs bytes past the end of base returns an error
+// wrapping ErrShortBase.
 func Patch(base io.Reader, delta io.Reader, out io.Writer) error {
 	seeker, canSeek := base.(io.Seeker)
 	var br *bufio.Reader
+	src := base
 	if !canSeek {
 		br = bufio.NewReaderSize(base, ioChunk)
-		base = br
+		src = br
 	}
 	bw := bufio.NewWriterSize(out, ioChunk)
 	cr := newCmdReader(delta)
@@ -191,11 +193,16 @@ func Patch(base io.Reader, delta io.Reader, out io.Writer) error {
 		sought := false
 		if skip := cmd.pos - cur; skip > 0 {
 			if canSeek {
-				sought = true
-				if _, err := seeker.Seek(skip, io.SeekCurrent); err != nil {
-					return fmt.Errorf("delta: seeking base to offset %d: %w", cmd.pos, err)
+				if _, err := seeker.Seek(skip, io.SeekCurrent); err == nil {
+					sought = true
+				} else {
+					// A pipe is an *os.File too, but cannot seek: read and discard from now on.
+					canSeek = false
+					br = bufio.NewReaderSize(base, ioChunk)
+					src = br
 				}
-			} else {
+			}
+			if !sought {
 				n, err := br.Discard(int(min(skip, math.MaxInt)))
 				cur += int64(n)
 				if err != nil || int64(n) < skip {
@@ -206,7 +213,7 @@ func Patch(base io.Reader, delta io.Reader, out io.Writer) error {
 		}
 		for left := cmd.n; left > 0; {
 			k := min(left, int64(len(cr.buf)))
-			n, err := io.ReadFull(base, cr.buf[:k])
+			n, err := io.ReadFull(src, cr.buf[:k])
 			if n > 0 {
 				if _, werr := bw.Write(cr.buf[:n]); werr != nil {
 					return fmt.Errorf("delta: writing output: %w", werr)

@@ -1,9 +1,12 @@
 // Command deltabench computes a delta between two files with package delta and reports its size
 // and timing, for tests/bench/delta-vs-rdiff.sh. With -verify it also applies the delta with
-// delta.Patch (base read as a stream) and checks the output against the target.
+// delta.Patch (base read as a stream) and checks the output against the target. With
+// -librsync-go it runs balena-os/librsync-go instead (BLAKE2 signature at 2 KiB blocks, then
+// Delta), the engine package delta replaced, for comparison.
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"flag"
@@ -12,6 +15,8 @@ import (
 	"os"
 	"time"
 
+	librsync "github.com/balena-os/librsync-go"
+
 	"github.com/rehydrator/rehydrator/delta"
 )
 
@@ -19,10 +24,15 @@ func main() {
 	out := flag.String("o", "", "write the delta to this file (default: discard)")
 	bs := flag.Int("bs", 0, "block size (0: default)")
 	verify := flag.Bool("verify", false, "apply the delta with delta.Patch and compare with the target")
+	lrs := flag.Bool("librsync-go", false, "run librsync-go v0.9.0 (signature + delta) instead")
 	flag.Parse()
 	if flag.NArg() != 2 {
 		fmt.Fprintln(os.Stderr, "usage: deltabench [-o DELTA] [-bs N] [-verify] BASE TARGET")
 		os.Exit(2)
+	}
+	run := run
+	if *lrs {
+		run = func(base, target, out string, _ int, _ bool) error { return runLibrsync(base, target, out) }
 	}
 	if err := run(flag.Arg(0), flag.Arg(1), *out, *bs, *verify); err != nil {
 		fmt.Fprintln(os.Stderr, "deltabench:", err)
@@ -101,5 +111,51 @@ func run(basePath, targetPath, outPath string, bs int, verify bool) error {
 		return fmt.Errorf("patched output differs from the target")
 	}
 	fmt.Printf("patch:   %.3f s  output sha256 matches the target\n", patchTime.Seconds())
+	return nil
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func runLibrsync(basePath, targetPath, outPath string) error {
+	base, _, err := open(basePath)
+	if err != nil {
+		return err
+	}
+	defer base.Close()
+	target, targetSize, err := open(targetPath)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	cw := &countWriter{w: io.Discard}
+	if outPath != "" {
+		f, err := os.Create(outPath)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		cw.w = f
+	}
+	start := time.Now()
+	sig, err := librsync.Signature(bufio.NewReaderSize(base, 1<<20), io.Discard, 2048, 32, librsync.BLAKE2_SIG_MAGIC)
+	if err != nil {
+		return err
+	}
+	sigTime := time.Since(start)
+	if err := librsync.Delta(sig, target, cw); err != nil {
+		return err
+	}
+	elapsed := time.Since(start)
+	fmt.Printf("librsync-go: %.3f s (signature %.3f s)  %.0f MB/s  delta %d bytes\n",
+		elapsed.Seconds(), sigTime.Seconds(), float64(targetSize)/elapsed.Seconds()/1e6, cw.n)
 	return nil
 }
