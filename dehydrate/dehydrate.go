@@ -11,7 +11,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/rehydrator/rehydrator/delta"
 	"github.com/rehydrator/rehydrator/internal/units"
+	"github.com/rehydrator/rehydrator/qcow2"
+	"github.com/rehydrator/rehydrator/rehydrate"
+	"github.com/rehydrator/rehydrator/streammeta"
 	"io"
 	"os"
 	"path/filepath"
@@ -20,13 +26,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/klauspost/compress/zstd"
-
-	"github.com/rehydrator/rehydrator/delta"
-	"github.com/rehydrator/rehydrator/qcow2"
-	"github.com/rehydrator/rehydrator/rehydrate"
-	"github.com/rehydrator/rehydrator/streammeta"
 )
 
 // Options tune Dehydrate.

@@ -2,11 +2,12 @@ package main
 
 import (
 	"fmt"
-	"github.com/rehydrator/rehydrator/internal/units"
 	"io"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/rehydrator/rehydrator/internal/units"
 )
 
 // progressBar draws "name  1.2 GiB / 2.0 GiB  310 MiB/s  ETA 3s" on a terminal's stderr and

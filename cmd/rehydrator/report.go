@@ -3,15 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/rehydrator/rehydrator/dehydrate"
 	"github.com/rehydrator/rehydrator/internal/units"
+	"github.com/rehydrator/rehydrator/ociimage"
 	"io"
 	"os"
 	"text/tabwriter"
-
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-
-	"github.com/rehydrator/rehydrator/dehydrate"
-	"github.com/rehydrator/rehydrator/ociimage"
 )
 
 // buildReport says what each artifact costs in the image: what `build --report` writes and what
