@@ -109,7 +109,7 @@ func fileSHA(t *testing.T, path string) string {
 
 func smallRelease(t *testing.T) (*fixtures.Release, *streammeta.Release) {
 	t.Helper()
-	rel := fixtures.Cached(t, fixtures.Options{Size: fixtures.Small, XZLevel: 1})
+	rel := fixtures.Cached(t, fixtures.TestOptions())
 	raw, err := os.ReadFile(rel.StreamPath)
 	if err != nil {
 		t.Fatal(err)
