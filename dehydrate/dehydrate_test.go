@@ -145,3 +145,61 @@ func TestDehydrateRefusesBadRelease(t *testing.T) {
 		t.Fatalf("empty dir: %v", err)
 	}
 }
+
+// TestPXEFromISO: a live ISO made by the real xorriso holds the PXE files under
+// images/pxeboot/; the planner must cut them out of the ISO (zero bytes stored) and the
+// self-check must reproduce them.
+func TestPXEFromISO(t *testing.T) {
+	rel := miniRelease(t)
+	tree := t.TempDir()
+	rng := rand.New(rand.NewSource(9))
+	pxe := map[string][]byte{}
+	for _, f := range []struct{ name, kind string }{{"vmlinuz", "kernel"}, {"initrd.img", "initramfs"}, {"rootfs.img", "rootfs"}} {
+		b := make([]byte, 200_000+rng.Intn(100_000))
+		rng.Read(b)
+		pxe[f.kind] = b
+		p := filepath.Join(tree, "images/pxeboot", f.name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(tree, "README"), []byte("live\n"), 0o644)
+	isoPath := filepath.Join(rel, "f-live.x86_64.iso")
+	run(t, "xorriso", "-as", "mkisofs", "-R", "-J", "-V", "fedora-coreos-live", "-o", isoPath, tree)
+
+	var doc map[string]any
+	js, _ := os.ReadFile(filepath.Join(rel, "stream.json"))
+	json.Unmarshal(js, &doc)
+	metal := doc["architectures"].(map[string]any)["x86_64"].(map[string]any)["artifacts"].(map[string]any)["metal"].(map[string]any)
+	formats := metal["formats"].(map[string]any)
+	isoSum := fileSum(t, isoPath)
+	formats["iso"] = map[string]any{"disk": map[string]string{"location": "https://example.com/b/f-live.x86_64.iso", "sha256": isoSum}}
+	pxeFormat := map[string]any{}
+	names := map[string]string{"kernel": "f-live-kernel-x86_64", "initramfs": "f-live-initramfs.x86_64.img", "rootfs": "f-live-rootfs.x86_64.img"}
+	for kind, b := range pxe {
+		p := filepath.Join(rel, names[kind])
+		os.WriteFile(p, b, 0o644)
+		pxeFormat[kind] = map[string]string{"location": "https://example.com/b/" + names[kind], "sha256": fileSum(t, p)}
+	}
+	formats["pxe"] = pxeFormat
+	js, _ = json.MarshalIndent(doc, "", "  ")
+	os.WriteFile(filepath.Join(rel, "stream.json"), js, 0o644)
+
+	res, err := Dehydrate(context.Background(), rel, Options{WorkDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range res.Plans {
+		switch {
+		case strings.Contains(p.Name, "live-"):
+			if p.Method != "extract from f-live.x86_64.iso" || p.StoredBytes != 0 {
+				t.Errorf("%s: %s storing %d bytes, want an extract of the ISO storing nothing", p.Name, p.Method, p.StoredBytes)
+			}
+		case strings.HasSuffix(p.Name, ".iso"):
+			if p.Method != "whole" {
+				t.Errorf("ISO: %s", p.Method)
+			}
+		}
+	}
+}
