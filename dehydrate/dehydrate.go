@@ -450,16 +450,54 @@ func deltaCandidates(ctx context.Context, basePath, targetPath, blobDir string, 
 	return out, nil
 }
 
+// writeDelta computes the delta from base to target with both engines — the searching one,
+// which follows moved content, and the aligned one, whose result is bounded by the bytes that
+// differ in place — and keeps the smaller.
 func writeDelta(base io.ReaderAt, baseSize int64, target io.ReaderAt, targetSize int64, blobDir string, opt delta.Options) (*candidate, error) {
+	start := time.Now()
+	var best *candidate
+	engines := []func(w io.Writer) error{
+		func(w io.Writer) error {
+			_, err := delta.Compute(base, baseSize, target, targetSize, w, opt)
+			return err
+		},
+		func(w io.Writer) error {
+			_, err := delta.ComputeAligned(base, baseSize, target, targetSize, w)
+			return err
+		},
+	}
+	for _, compute := range engines {
+		c, err := writeBlob(blobDir, compute)
+		if err != nil {
+			return nil, fmt.Errorf("delta: %w", err)
+		}
+		if best == nil || c.size < best.size {
+			if best != nil && best.path != c.path {
+				os.Remove(best.path)
+			}
+			best = c
+		} else if c.path != best.path {
+			os.Remove(c.path)
+		}
+	}
+	best.took = time.Since(start)
+	packed, err := compressedSize(best.path)
+	if err != nil {
+		return nil, err
+	}
+	best.packed = packed
+	return best, nil
+}
+
+// writeBlob stores what write produces as a blob named by its SHA-256.
+func writeBlob(blobDir string, write func(io.Writer) error) (*candidate, error) {
 	f, err := os.CreateTemp(blobDir, ".delta-*")
 	if err != nil {
 		return nil, err
 	}
 	h := sha256.New()
 	bw := bufio.NewWriterSize(io.MultiWriter(f, h), 1<<20)
-	start := time.Now()
-	_, err = delta.Compute(base, baseSize, target, targetSize, bw, opt)
-	took := time.Since(start)
+	err = write(bw)
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -468,7 +506,7 @@ func writeDelta(base io.ReaderAt, baseSize int64, target io.ReaderAt, targetSize
 	}
 	if err != nil {
 		os.Remove(f.Name())
-		return nil, fmt.Errorf("delta: %w", err)
+		return nil, err
 	}
 	hexd := hex.EncodeToString(h.Sum(nil))
 	path := filepath.Join(blobDir, hexd)
@@ -479,11 +517,7 @@ func writeDelta(base io.ReaderAt, baseSize int64, target io.ReaderAt, targetSize
 	if err != nil {
 		return nil, err
 	}
-	packed, err := compressedSize(path)
-	if err != nil {
-		return nil, err
-	}
-	return &candidate{path: path, digest: "sha256:" + hexd, size: st.Size(), packed: packed, took: took}, nil
+	return &candidate{path: path, digest: "sha256:" + hexd, size: st.Size()}, nil
 }
 
 // compressedSize estimates what a blob costs in a compressed layer.
