@@ -430,6 +430,9 @@ func deltaCandidates(ctx context.Context, basePath, targetPath, blobDir string, 
 	if err := try(base, bst.Size(), false, target, tst.Size()); err != nil {
 		return nil, err
 	}
+	if out[0].cost() <= reencodeAbove && !forceReencode {
+		return out, nil // the re-encode route could not be chosen (see better): do not compute it
+	}
 	// The guest-to-guest route, when the target's layout can be reproduced by qcow2.Encode.
 	timg, err := qcow2.Open(target, tst.Size())
 	if err != nil {
@@ -466,7 +469,10 @@ func writeDelta(base io.ReaderAt, baseSize int64, target io.ReaderAt, targetSize
 			return err
 		},
 	}
-	for _, compute := range engines {
+	for i, compute := range engines {
+		if i > 0 && best.size <= skipAlignedBelow {
+			break // the searching engine's delta is already tiny: the aligned one cannot matter
+		}
 		c, err := writeBlob(blobDir, compute)
 		if err != nil {
 			return nil, fmt.Errorf("delta: %w", err)
@@ -488,6 +494,9 @@ func writeDelta(base io.ReaderAt, baseSize int64, target io.ReaderAt, targetSize
 	best.packed = packed
 	return best, nil
 }
+
+// skipAlignedBelow is the delta size under which the second engine is not run.
+const skipAlignedBelow = 64 << 10
 
 // writeBlob stores what write produces as a blob named by its SHA-256.
 func writeBlob(blobDir string, write func(io.Writer) error) (*candidate, error) {
