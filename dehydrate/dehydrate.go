@@ -470,8 +470,8 @@ func writeDelta(base io.ReaderAt, baseSize int64, target io.ReaderAt, targetSize
 		},
 	}
 	for i, compute := range engines {
-		if i > 0 && best.size <= skipAlignedBelow {
-			break // the searching engine's delta is already tiny: the aligned one cannot matter
+		if i > 0 && best.size <= skipSecondBelow {
+			break // the first engine's delta is already tiny: the other cannot matter
 		}
 		c, err := writeBlob(blobDir, compute)
 		if err != nil {
@@ -495,8 +495,8 @@ func writeDelta(base io.ReaderAt, baseSize int64, target io.ReaderAt, targetSize
 	return best, nil
 }
 
-// skipAlignedBelow is the delta size under which the second engine is not run.
-const skipAlignedBelow = 64 << 10
+// skipSecondBelow is the delta size under which the second engine is not run.
+const skipSecondBelow = 64 << 10
 
 // writeBlob stores what write produces as a blob named by its SHA-256.
 func writeBlob(blobDir string, write func(io.Writer) error) (*candidate, error) {
