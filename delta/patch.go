@@ -162,29 +162,8 @@ func Patch(base io.Reader, delta io.Reader, out io.Writer) error {
 		br = bufio.NewReaderSize(base, ioChunk)
 		src = br
 	}
-	bw := bufio.NewWriterSize(out, ioChunk)
-	cr := newCmdReader(delta)
-	if err := cr.header(); err != nil {
-		return err
-	}
 	var cur int64 // base offset of the next byte base will return
-	for {
-		cmd, err := cr.next()
-		if err != nil {
-			return err
-		}
-		switch {
-		case cmd.isEnd():
-			if err := bw.Flush(); err != nil {
-				return fmt.Errorf("delta: writing output: %w", err)
-			}
-			return nil
-		case cmd.isLiteral():
-			if err := cr.literal(cmd, bw); err != nil {
-				return err
-			}
-			continue
-		}
+	return apply(delta, out, func(cmd command, bw *bufio.Writer, buf []byte) error {
 		if cmd.pos < cur {
 			return &baseError{sentinel: ErrBackwardCopy, msg: fmt.Sprintf(
 				"delta: backward copy at delta offset %d (offset %d length %d, base already read to %d)",
@@ -212,10 +191,10 @@ func Patch(base io.Reader, delta io.Reader, out io.Writer) error {
 			cur = cmd.pos
 		}
 		for left := cmd.n; left > 0; {
-			k := min(left, int64(len(cr.buf)))
-			n, err := io.ReadFull(src, cr.buf[:k])
+			k := min(left, int64(len(buf)))
+			n, err := io.ReadFull(src, buf[:k])
 			if n > 0 {
-				if _, werr := bw.Write(cr.buf[:n]); werr != nil {
+				if _, werr := bw.Write(buf[:n]); werr != nil {
 					return fmt.Errorf("delta: writing output: %w", werr)
 				}
 			}
@@ -231,7 +210,8 @@ func Patch(base io.Reader, delta io.Reader, out io.Writer) error {
 				return shortBase(cmd, cur, err)
 			}
 		}
-	}
+		return nil
+	})
 }
 
 func shortBase(cmd command, size int64, err error) error {
@@ -248,6 +228,36 @@ func shortBase(cmd command, size int64, err error) error {
 // PatchAt applies any librsync delta, whatever the order of its copies, reading base with random
 // access. baseSize is the size of base; a COPY beyond it returns an error wrapping ErrShortBase.
 func PatchAt(base io.ReaderAt, baseSize int64, delta io.Reader, out io.Writer) error {
+	return apply(delta, out, func(cmd command, bw *bufio.Writer, buf []byte) error {
+		if cmd.pos+cmd.n > baseSize {
+			return &baseError{sentinel: ErrShortBase, msg: fmt.Sprintf(
+				"delta: copy past end of base (offset %d length %d, base size %d) at delta offset %d",
+				cmd.pos, cmd.n, baseSize, cmd.at)}
+		}
+		for off, end := cmd.pos, cmd.pos+cmd.n; off < end; {
+			k := min(end-off, int64(len(buf)))
+			n, err := base.ReadAt(buf[:k], off)
+			if n > 0 {
+				if _, werr := bw.Write(buf[:n]); werr != nil {
+					return fmt.Errorf("delta: writing output: %w", werr)
+				}
+			}
+			off += int64(n)
+			if int64(n) < k {
+				if err == nil || errors.Is(err, io.EOF) {
+					return shortBase(cmd, off, io.ErrUnexpectedEOF)
+				}
+				return fmt.Errorf("delta: reading base at offset %d: %w", off, err)
+			}
+		}
+		return nil
+	})
+}
+
+// apply runs a delta: it checks the header, writes literals to out itself, hands each COPY to
+// copyFn with the output and a scratch buffer, and flushes the output at END. Patch and PatchAt
+// differ only in how they serve a COPY.
+func apply(delta io.Reader, out io.Writer, copyFn func(cmd command, bw *bufio.Writer, buf []byte) error) error {
 	bw := bufio.NewWriterSize(out, ioChunk)
 	cr := newCmdReader(delta)
 	if err := cr.header(); err != nil {
@@ -268,27 +278,9 @@ func PatchAt(base io.ReaderAt, baseSize int64, delta io.Reader, out io.Writer) e
 			if err := cr.literal(cmd, bw); err != nil {
 				return err
 			}
-			continue
-		}
-		if cmd.pos+cmd.n > baseSize {
-			return &baseError{sentinel: ErrShortBase, msg: fmt.Sprintf(
-				"delta: copy past end of base (offset %d length %d, base size %d) at delta offset %d",
-				cmd.pos, cmd.n, baseSize, cmd.at)}
-		}
-		for off, end := cmd.pos, cmd.pos+cmd.n; off < end; {
-			k := min(end-off, int64(len(cr.buf)))
-			n, err := base.ReadAt(cr.buf[:k], off)
-			if n > 0 {
-				if _, werr := bw.Write(cr.buf[:n]); werr != nil {
-					return fmt.Errorf("delta: writing output: %w", werr)
-				}
-			}
-			off += int64(n)
-			if int64(n) < k {
-				if err == nil || errors.Is(err, io.EOF) {
-					return shortBase(cmd, off, io.ErrUnexpectedEOF)
-				}
-				return fmt.Errorf("delta: reading base at offset %d: %w", off, err)
+		default:
+			if err := copyFn(cmd, bw, cr.buf); err != nil {
+				return err
 			}
 		}
 	}
