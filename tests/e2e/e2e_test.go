@@ -84,6 +84,23 @@ func mustFail(t *testing.T, env []string, want string, args ...string) {
 	}
 }
 
+// rehydrateTar runs `rehydrate - ARGS...` (several artifacts: a tar stream on standard output),
+// unpacks the stream with the real tar, and returns the directory it unpacked into.
+func rehydrateTar(t *testing.T, args ...string) string {
+	t.Helper()
+	r := run(t, nil, append([]string{"rehydrate", "-"}, args...)...)
+	if r.err != nil {
+		t.Fatalf("rehydrate - %s: %v: %s", strings.Join(args, " "), r.err, r.stderr)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("tar", "xf", "-", "-C", dir)
+	cmd.Stdin = bytes.NewReader(r.stdout)
+	if o, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("tar xf: %v %s", err, o)
+	}
+	return dir
+}
+
 func tool(t *testing.T, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
@@ -219,16 +236,7 @@ func TestBuildAndRehydrateEverywhere(t *testing.T) {
 	})
 
 	t.Run("tar", func(t *testing.T) {
-		r := run(t, nil, "rehydrate", "-", "--disk", "qemu", "--disk", "metal4k", "--image", layoutRef)
-		if r.err != nil {
-			t.Fatalf("%v: %s", r.err, r.stderr)
-		}
-		out := t.TempDir()
-		cmd := exec.Command("tar", "xf", "-", "-C", out)
-		cmd.Stdin = bytes.NewReader(r.stdout)
-		if o, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("tar xf: %v %s", err, o)
-		}
+		out := rehydrateTar(t, "--disk", "qemu", "--disk", "metal4k", "--image", layoutRef)
 		for _, d := range []string{"qemu", "metal4k"} {
 			a := find(t, sm, d)
 			if got := fileSHA(t, filepath.Join(out, a.Name)); got != a.UncompressedSHA256 {
@@ -418,16 +426,7 @@ func TestEveryPlatform(t *testing.T) {
 	}
 	if hasISO && hasPXE {
 		// The README's line: several artifacts to standard output are a tar stream.
-		r := run(t, nil, "rehydrate", "-", "--iso", "--pxe", "--disk", "qemu", "--image", ref)
-		if r.err != nil {
-			t.Fatalf("%v: %s", r.err, r.stderr)
-		}
-		dir := t.TempDir()
-		cmd := exec.Command("tar", "xf", "-", "-C", dir)
-		cmd.Stdin = bytes.NewReader(r.stdout)
-		if o, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("tar xf: %v %s", err, o)
-		}
+		dir := rehydrateTar(t, "--iso", "--pxe", "--disk", "qemu", "--image", ref)
 		n := 0
 		for _, a := range sm.Artifacts {
 			if a.IsISO() || a.IsPXE() || a.DiskName() == "qemu" {
