@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/rehydrator/rehydrator/internal/units"
 )
 
@@ -26,9 +28,11 @@ func newProgressBar(enabled bool) *progressBar {
 	return &progressBar{w: os.Stderr, enabled: enabled && isTerminal(os.Stderr)}
 }
 
+// isTerminal asks the tty driver, not the file mode: /dev/null is a character device too, and
+// `rehydrate - --disk qemu > /dev/null` (verify only) must work.
 func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 func (p *progressBar) update(name string, total, done int64) {
