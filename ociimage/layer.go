@@ -194,7 +194,19 @@ func (c Compression) encode(ctx context.Context, out io.Writer, tarHash hash.Has
 	return enc.Close()
 }
 
+// commandSlots bounds how many external compressors run at once. One `zstd -19 --long=27
+// --single-thread` holds its 128 MiB window and match tables (about 170 MiB); running them one at
+// a time keeps build's peak memory within budget whatever the number of layers (small layers
+// still compress in parallel: their programs finish at once).
+var commandSlots = make(chan struct{}, 1)
+
 func (c Compression) runCommand(ctx context.Context, out io.Writer, tarHash hash.Hash, writeTar func(io.Writer) error) error {
+	select {
+	case commandSlots <- struct{}{}:
+		defer func() { <-commandSlots }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	cmd := exec.CommandContext(ctx, c.Command[0], c.Command[1:]...)
 	cmd.Stdout = out
 	stderr := &limitedBuffer{max: 4096}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -17,7 +18,15 @@ import (
 // version is set at link time: -ldflags "-X main.version=..."
 var version = "dev"
 
+// memoryLimit is the Go runtime's soft limit unless GOMEMLIMIT says otherwise. Rehydrating from a
+// zstd layer keeps its 128 MiB window live; by default the collector would let the heap grow to
+// twice that before it runs.
+const memoryLimit = 192 << 20
+
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRootCmd()
