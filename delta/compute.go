@@ -16,6 +16,10 @@ type Options struct {
 	// at 4 KiB blocks: 64 + 8 + at most 21 MiB). Compute doubles the block size for bases of
 	// more than 8 Mi blocks, so the index never exceeds about 210 MiB.
 	BlockSize int
+	// AnyOrder lets copies read the base in any order, as content moved around needs (files
+	// laid out in another order, as in a squashfs of a disk's root tree). Such a delta is applied
+	// with PatchAt, which needs random access to the base; the default delta streams (Patch).
+	AnyOrder bool
 }
 
 // Stats describe a computed delta.
@@ -88,6 +92,8 @@ func Compute(base io.ReaderAt, baseSize int64, target io.ReaderAt, targetSize in
 		tl: newWindow(target, targetSize, "target", auxBuf),
 		tg: newWindow(target, targetSize, "target", auxBuf),
 		bg: newWindow(base, baseSize, "base", auxBuf),
+
+		anyOrder: opt.AnyOrder,
 	}
 	em, err := newEmitter(w, e.tl, &st)
 	if err != nil {
@@ -117,6 +123,16 @@ type engine struct {
 	idx    *index
 	em     *emitter
 	cands  []int64
+	// anyOrder: no copy is bound to start after the previous one (Options.AnyOrder).
+	anyOrder bool
+}
+
+// floor is the lowest base offset the next copy may read, given the end of the last copy.
+func (e *engine) floor(end int64) int64 {
+	if e.anyOrder {
+		return 0
+	}
+	return end
 }
 
 var errNoMatch = errors.New("no match")
@@ -139,7 +155,7 @@ func (e *engine) run() error {
 					return err
 				}
 				t += n
-				lit, b = t, t+d
+				lit, b = t, e.floor(t+d)
 				continue
 			}
 			u, err := e.resync(t, d)
@@ -162,6 +178,7 @@ func (e *engine) run() error {
 		if b, err = e.fillGap(lit, t, b, ab, d); err != nil {
 			return err
 		}
+		b = e.floor(b)
 		lit = t
 	}
 	// No match ahead: the rest is a gap on the last diagonal (nothing after it to protect).
