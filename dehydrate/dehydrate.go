@@ -252,6 +252,21 @@ func Dehydrate(ctx context.Context, dir string, opt Options) (*Result, error) {
 				}
 			}
 		}
+		if hasBase && rel.Artifacts[i].IsISO() {
+			start := time.Now()
+			c, err := precompCandidate(ctx, files[b], files[i], blobDir, opt.Delta, say)
+			if err != nil {
+				return fmt.Errorf("%s: %w", arts[i].Name, err)
+			}
+			if c != nil {
+				mu.Lock()
+				deltaTime += c.took
+				mu.Unlock()
+				plans[i].DeltaTime += c.took
+				say("%s: expanded and delta'd in %.1fs", arts[i].Name, time.Since(start).Seconds())
+				best = c
+			}
+		}
 		// A delta that is not much smaller than the file is not worth its rehydration cost.
 		if best != nil && best.size+int64(len(best.layout)) < arts[i].Size/2 {
 			addBlob(best.digest, best.path, best.size, "delta")
@@ -330,11 +345,16 @@ type candidate struct {
 	// layout, when set, re-encodes the patched guest view as a qcow2 file laid out like this
 	// (the target's own layout, read from it): the delta then covers only guest data.
 	layout json.RawMessage
-	took   time.Duration
+	// restore: the delta makes a precomp expanded stream, whose zstd frames are compressed
+	// again (zstd-restore) to give the target.
+	restore bool
+	took    time.Duration
 }
 
 func (c *candidate) method() string {
 	switch {
+	case c.restore:
+		return "qcow2-decode+delta+zstd-restore"
 	case c.layout != nil:
 		return "qcow2-decode+delta+qcow2-encode"
 	case c.decoded:
@@ -381,6 +401,9 @@ func (c *candidate) steps(baseline string) []rehydrate.Step {
 	steps = append(steps, rehydrate.Step{Op: rehydrate.OpPatch, Blob: c.digest})
 	if c.layout != nil {
 		steps = append(steps, rehydrate.Step{Op: rehydrate.OpQcow2Encode, Params: c.layout})
+	}
+	if c.restore {
+		steps = append(steps, rehydrate.Step{Op: rehydrate.OpZstdRestore})
 	}
 	return steps
 }

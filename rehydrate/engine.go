@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/rehydrator/rehydrator/delta"
+	"github.com/rehydrator/rehydrator/precomp"
 	"github.com/rehydrator/rehydrator/qcow2"
 )
 
@@ -282,12 +284,35 @@ func (e *Engine) apply(ctx context.Context, s Step, in *value) (*value, error) {
 		}()
 		return &value{key: in.key + "|qcow2-encode", r: pr, size: l.FileSize}, nil
 
+	case OpZstdRestore:
+		expanded := in.stream()
+		pr, pw := io.Pipe()
+		go func() {
+			err := precomp.Restore(pw, expanded)
+			expanded.Close()
+			in.close()
+			if err != nil {
+				err = fmt.Errorf("zstd-restore: %w", err)
+			}
+			pw.CloseWithError(err)
+		}()
+		return &value{key: in.key + "|" + s.Op, r: pr, size: -1}, nil
+
 	case OpExtract:
 		if in.size >= 0 && s.Offset+s.Length > in.size {
 			in.close()
 			return nil, fmt.Errorf("%w: range %d+%d past the end of a %d-byte input", ErrBadRecipe, s.Offset, s.Length, in.size)
 		}
 		key := fmt.Sprintf("%s|extract:%d:%d", in.key, s.Offset, s.Length)
+		if in.ra == nil && strings.HasPrefix(in.key, "ref:") {
+			// Pieces of another artifact (the PXE files of the live ISO) usually come several
+			// at a time: rebuild it once into a spool that they all read from.
+			ra, err := e.randomAccess(in)
+			if err != nil {
+				return nil, err
+			}
+			in = &value{key: in.key, ra: ra, size: in.size}
+		}
 		if in.ra != nil {
 			sr := io.NewSectionReader(in.ra, s.Offset, s.Length)
 			return &value{key: key, r: readCloser{sr, closerFunc(in.close)}, ra: sr, size: s.Length}, nil

@@ -27,11 +27,13 @@ const (
 	OpPatch       = "patch"        // librsync-format delta applied to the input
 	OpExtract     = "extract"      // a byte range of the input
 	OpQcow2Encode = "qcow2-encode" // guest (raw) view -> qcow2 file laid out as Params (a qcow2.Layout)
+	OpZstdRestore = "zstd-restore" // precomp expanded stream -> the original, its zstd frames compressed again
 )
 
 // knownFeatures are the mandatory features this rehydrator implements.
 var knownFeatures = map[string]bool{
 	OpBlob: true, OpRef: true, OpQcow2Decode: true, OpPatch: true, OpExtract: true, OpQcow2Encode: true,
+	OpZstdRestore: true,
 }
 
 // Recipe is the contract between `build` and `rehydrate`.

@@ -55,10 +55,14 @@ func makeReport(ref, digest string, img v1.Image, res *dehydrate.Result) (*build
 	for i, p := range res.Plans {
 		a := res.Recipe.Artifacts[i]
 		ar := artifactReport{Name: p.Name, Method: p.Method, Size: p.Size, StoredBytes: p.StoredBytes, DeltaSeconds: p.DeltaTime.Seconds()}
-		// The blob an artifact adds is the last one of its steps (the delta, or the whole file).
+		// The blob an artifact adds is the last blob its steps name (the delta, or the whole
+		// file); steps after it (encoders) store nothing.
 		if p.StoredBytes > 0 {
-			s := a.Steps[len(a.Steps)-1]
-			ar.LayerBytes = layerOf[s.Blob]
+			for _, s := range a.Steps {
+				if s.Blob != "" {
+					ar.LayerBytes = layerOf[s.Blob]
+				}
+			}
 		}
 		r.Artifacts = append(r.Artifacts, ar)
 	}

@@ -32,8 +32,11 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	bin = filepath.Join(dir, "rehydrator")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/rehydrator/rehydrator/cmd/rehydrator")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	// The release build: static, with cgo for the C zlib and libzstd that reproduce VMDK grains
+	// and squashfs blocks bit for bit (scripts/demo.sh builds it the same way).
+	cmd := exec.Command("go", "build", "-tags", "netgo,osusergo", "-ldflags", "-linkmode external -extldflags -static",
+		"-o", bin, "github.com/rehydrator/rehydrator/cmd/rehydrator")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building rehydrator: %v\n%s", err, out)
 		os.Exit(1)
