@@ -192,10 +192,13 @@ func Dehydrate(ctx context.Context, dir string, opt Options) (*Result, error) {
 		plans[i] = Plan{ID: a.ID(), Name: a.Name, Size: st.Size()}
 	}
 	for _, i := range sortedValues(baselines) {
-		digest := "sha256:" + arts[i].SHA256
-		addBlob(digest, files[i], arts[i].Size, "baseline")
-		arts[i].Steps = []rehydrate.Step{{Op: rehydrate.OpBlob, Blob: digest}}
-		plans[i].Method, plans[i].StoredBytes = "baseline", arts[i].Size
+		steps, path, size, err := storeBaseline(ctx, arts[i], files[i], blobDir)
+		if err != nil {
+			return nil, fmt.Errorf("baseline %s: %w", arts[i].Name, err)
+		}
+		addBlob(steps[0].Blob, path, size, "baseline")
+		arts[i].Steps = steps
+		plans[i].Method, plans[i].StoredBytes = "baseline", size
 		bySHA[arts[i].SHA256] = i
 	}
 
@@ -270,7 +273,7 @@ func Dehydrate(ctx context.Context, dir string, opt Options) (*Result, error) {
 		// A delta that is not much smaller than the file is not worth its rehydration cost.
 		if best != nil && best.size+int64(len(best.layout)) < arts[i].Size/2 {
 			addBlob(best.digest, best.path, best.size, "delta")
-			arts[i].Steps = best.steps("sha256:" + arts[b].SHA256)
+			arts[i].Steps = best.steps(arts[b].Steps)
 			plans[i].Method, plans[i].StoredBytes, plans[i].PackedBytes = best.method(), best.size+int64(len(best.layout)), best.cost()
 			say("%s: %s of %s (%.1fs)", arts[i].Name, best.method(), units.Bytes(best.size), best.took.Seconds())
 			return nil
@@ -392,9 +395,10 @@ func (c *candidate) better(best *candidate) bool {
 	return c.cost() < best.cost()
 }
 
-// steps returns the recipe steps that rebuild the target from the baseline blob.
-func (c *candidate) steps(baseline string) []rehydrate.Step {
-	steps := []rehydrate.Step{{Op: rehydrate.OpBlob, Blob: baseline}}
+// steps returns the recipe steps that rebuild the target from the baseline, whose own steps
+// (its blob, and the decoding of how it is stored) come first.
+func (c *candidate) steps(baseline []rehydrate.Step) []rehydrate.Step {
+	steps := append([]rehydrate.Step(nil), baseline...)
 	if c.decoded {
 		steps = append(steps, rehydrate.Step{Op: rehydrate.OpQcow2Decode})
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/rehydrator/rehydrator/delta"
 	"github.com/rehydrator/rehydrator/precomp"
 	"github.com/rehydrator/rehydrator/qcow2"
+	"github.com/rehydrator/rehydrator/x86filter"
 )
 
 // BlobSource gives the content of stored blobs. ociimage implements it for registries, OCI
@@ -283,6 +284,16 @@ func (e *Engine) apply(ctx context.Context, s Step, in *value) (*value, error) {
 			pw.CloseWithError(err)
 		}()
 		return &value{key: in.key + "|qcow2-encode", r: pr, size: l.FileSize}, nil
+
+	case OpX86Decode:
+		v := &value{key: in.key + "|" + s.Op, size: in.size}
+		if in.r != nil {
+			v.r = readCloser{x86filter.NewReader(in.r), in.r}
+		}
+		if in.ra != nil && in.size >= 0 {
+			v.ra = x86filter.NewReaderAt(in.ra, in.size)
+		}
+		return v, nil
 
 	case OpZstdRestore:
 		expanded := in.stream()

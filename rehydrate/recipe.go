@@ -28,12 +28,13 @@ const (
 	OpExtract     = "extract"      // a byte range of the input
 	OpQcow2Encode = "qcow2-encode" // guest (raw) view -> qcow2 file laid out as Params (a qcow2.Layout)
 	OpZstdRestore = "zstd-restore" // precomp expanded stream -> the original, its zstd frames compressed again
+	OpX86Decode   = "x86-decode"   // x86filter-encoded bytes -> the original (CALL/JMP targets relative again)
 )
 
 // knownFeatures are the mandatory features this rehydrator implements.
 var knownFeatures = map[string]bool{
 	OpBlob: true, OpRef: true, OpQcow2Decode: true, OpPatch: true, OpExtract: true, OpQcow2Encode: true,
-	OpZstdRestore: true,
+	OpZstdRestore: true, OpX86Decode: true,
 }
 
 // Recipe is the contract between `build` and `rehydrate`.

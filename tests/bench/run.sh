@@ -60,6 +60,21 @@ for i in 1 2; do
 done
 timed rehydrate_metal "$R" rehydrate "$B/out" --disk metal --image "oci:$img:bench" --no-progress --tmpdir "$B"
 rm -f "$B/out"/*
+if ls "$rel"/*-live.x86_64.iso >/dev/null 2>&1; then
+  echo "== rehydrate the live ISO, and the ISO with the PXE set" >&2
+  timed rehydrate_iso "$R" rehydrate "$B/out" --iso --image "oci:$img:bench" --no-progress --tmpdir "$B"
+  rm -f "$B/out"/*
+  timed rehydrate_isopxe "$R" rehydrate "$B/out" --iso --pxe --image "oci:$img:bench" --no-progress --tmpdir "$B"
+  rm -f "$B/out"/*
+  timed sha_iso sha256sum "$rel"/*-live.x86_64.iso
+fi
+
+echo "== rdiff on the baseline's guest view -> metal.raw" >&2
+qemu-img convert -O raw "$B/files/qemu.qcow2" "$B/files/qemu.raw"
+xz -dc "$rel"/*-metal.x86_64.raw.xz > "$B/files/metal.raw"
+timed rdiff_sig_raw rdiff -R rollsum signature "$B/files/qemu.raw" "$B/sig.raw"
+timed rdiff_delta_raw rdiff delta "$B/sig.raw" "$B/files/metal.raw" "$B/rdiff-raw.delta"
+rm -f "$B/files/qemu.raw" "$B/files/metal.raw" "$B/sig.raw"
 
 py "$B" "$q_xz" "$rdiff_size" "$(cat "$B/qemu.qcow2.xz9.size")" <<'EOF'
 import json, os, sys
@@ -93,6 +108,15 @@ op = [a for a in rep["artifacts"] if "openstack" in a["name"]][0]
 rd = times["rdiff_sig"][0] + times["rdiff_delta"][0]
 print(f"- rehydrator delta: {op['storedBytes']} bytes in {op['deltaSeconds']:.2f} s; rdiff signature+delta: {rdiff_size} bytes in {rd:.2f} s; time ratio {op['deltaSeconds']/rd:.2f}")
 print(f"- all deltas of the build: {rep['deltaSeconds']:.2f} s; whole build {times['build'][0]:.1f} s, peak RSS {times['build'][1]/1024:.0f} MiB")
+mt = [a for a in rep["artifacts"] if a["name"].endswith("-metal.x86_64.raw")][0]
+rdr = times["rdiff_sig_raw"][0] + times["rdiff_delta_raw"][0]
+print(f"- baseline guest view -> metal.raw: rehydrator {mt['storedBytes']} bytes in {mt['deltaSeconds']:.2f} s; rdiff signature+delta {rdr:.2f} s; time ratio {mt['deltaSeconds']/rdr:.2f}")
+print()
+print("| artifact | method | delta seconds |")
+print("| --- | --- | ---: |")
+for a in rep["artifacts"]:
+    if a["deltaSeconds"] > 0:
+        print(f"| {a['name']} | {a['method']} | {a['deltaSeconds']:.2f} |")
 print()
 print("### Rehydrating openstack.qcow2 from the OCI layout (best of 2)")
 print()
@@ -104,4 +128,13 @@ print(f"| xz -dc openstack.qcow2.xz \\| sha256sum | {x:.2f} | {x/r:.2f}x slower 
 print(f"| sha256sum openstack.qcow2 | {s:.2f} | rehydrate takes {r/s:.2f}x |")
 print()
 print(f"- peak RSS: rehydrate openstack {rrss/1024:.0f} MiB, rehydrate metal {times['rehydrate_metal'][1]/1024:.0f} MiB ({times['rehydrate_metal'][0]:.1f} s), build {times['build'][1]/1024:.0f} MiB")
+iso = [a for a in rep["artifacts"] if a["name"].endswith(".iso")]
+if iso and "rehydrate_iso" in times:
+    a = iso[0]
+    print()
+    print("### The live ISO")
+    print()
+    print(f"- {a['name']}: {a['method']}, {a['size']/MiB:.1f} MiB; {a['layerBytes']/MiB:.2f} MiB in the image = {a['layerBytes']/a['size']:.1%} of its size")
+    print(f"- PXE files: {sum(x['layerBytes'] for x in rep['artifacts'] if '-live-' in x['name'])} bytes in the image")
+    print(f"- rehydrate --iso {times['rehydrate_iso'][0]:.1f} s ({times['rehydrate_iso'][1]/1024:.0f} MiB RSS); --iso --pxe {times['rehydrate_isopxe'][0]:.1f} s; sha256sum of the ISO {times['sha_iso'][0]:.1f} s")
 EOF
