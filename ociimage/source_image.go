@@ -1,6 +1,7 @@
 package ociimage
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -34,6 +35,15 @@ func configAndLayers(img v1.Image) (*v1.ConfigFile, *v1.Manifest, string, error)
 	}
 	if len(m.Layers) != len(cfg.RootFS.DiffIDs) {
 		return nil, nil, "", fmt.Errorf("manifest has %d layers but config %d diffIDs: the image is damaged", len(m.Layers), len(cfg.RootFS.DiffIDs))
+	}
+	// An OCI layout reads the config file without checking it; the diffIDs in it are what
+	// ties the signed manifest to the metadata layer, so check it here for every transport.
+	raw, err := img.RawConfigFile()
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("config: %w", err)
+	}
+	if h, _, _ := v1.SHA256(bytes.NewReader(raw)); h != m.Config.Digest {
+		return nil, nil, "", fmt.Errorf("config hashes to %s, the manifest says %s: the image is damaged", h, m.Config.Digest)
 	}
 	d, err := img.Digest()
 	if err != nil {
