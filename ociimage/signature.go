@@ -167,9 +167,9 @@ func Verify(ctx context.Context, ref, digest string, pub *ecdsa.PublicKey) (*sig
 	p, err := signature.Check(pub, digest, sigs)
 	switch {
 	case errors.Is(err, signature.ErrNoSignature):
-		return nil, fmt.Errorf("verify %s: %w (%s): no %s; sign it with \"rehydrator sign\", and copy the .sig tag along when mirroring", ref, err, digest, sigRef)
+		return nil, fmt.Errorf("verify %s: %w: no %s; sign it with \"rehydrator sign\", and copy the .sig tag along when mirroring", ref, err, sigRef)
 	case err != nil:
-		return nil, fmt.Errorf("verify %s (%s): %s: %w", ref, digest, sigRef, err)
+		return nil, fmt.Errorf("verify %s: %s: %w", ref, sigRef, err)
 	}
 	return p, nil
 }

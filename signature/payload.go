@@ -225,10 +225,10 @@ func Check(pub *ecdsa.PublicKey, digest string, sigs []Signed) (*Payload, error)
 		return p, nil
 	}
 	if other != nil {
-		return nil, fmt.Errorf("%w: signed for %s (%s), the image is %s", ErrOtherDigest, other.Digest, other.Identity, digest)
+		return nil, fmt.Errorf("%w: it signs %s (%s), not %s", ErrOtherDigest, other.Digest, other.Identity, digest)
 	}
 	if errors.Is(bad, ErrBadSignature) {
-		return nil, fmt.Errorf("%w (%d signature(s), none by this key: signed by another key, or altered)", ErrUnknownKey, len(sigs))
+		return nil, fmt.Errorf("%w: of %d signature(s) none is by this key (signed with another key, or altered)", ErrUnknownKey, len(sigs))
 	}
 	return nil, fmt.Errorf("%w: %v", ErrUnknownKey, bad)
 }
