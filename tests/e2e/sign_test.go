@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"os"
 	"os/exec"
@@ -34,7 +35,12 @@ func TestSignedImage(t *testing.T) {
 	}
 	pw := []string{"COSIGN_PASSWORD=fcos signing"}
 	mustRunEnv(t, pw, "keygen", "--output-prefix", filepath.Join(keys, "release"))
-	mustRunEnv(t, []string{"COSIGN_PASSWORD="}, "keygen", "--output-prefix", filepath.Join(keys, "other"))
+	// The other key is made by sigstore's own key code, as cosign generate-key-pair makes it.
+	gen := exec.Command(policycheckBinary(t), "sigstore-generate", filepath.Join(keys, "other"))
+	gen.Env = append(withoutPassword(), "COSIGN_PASSWORD=")
+	if out, err := gen.CombinedOutput(); err != nil {
+		t.Fatalf("sigstore-generate: %v %s", err, out)
+	}
 	key, pub := filepath.Join(keys, "release.key"), filepath.Join(keys, "release.pub")
 	otherKey, otherPub := filepath.Join(keys, "other.key"), filepath.Join(keys, "other.pub")
 	if head, _ := os.ReadFile(key); !bytes.HasPrefix(head, []byte("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----")) {
@@ -76,6 +82,7 @@ func TestSignedImage(t *testing.T) {
 		// Signed by a key the policy does not name.
 		mustRunEnv(t, []string{"COSIGN_PASSWORD="}, "sign", "docker://"+repo+":unsigned", "--key", otherKey)
 		check("docker://"+repo+":unsigned", false)
+		mustRun(t, "verify", "docker://"+repo+":unsigned", "--key", otherPub)
 		// Signed for another repository: matchRepository refuses it.
 		mustRunEnv(t, pw, "sign", "docker://"+repo+":unsigned", "--key", key, "--identity", "quay.io/someone/else")
 		check("docker://"+repo+":unsigned", false)
@@ -196,6 +203,42 @@ func TestKeygenPrompt(t *testing.T) {
 	}
 }
 
+// TestKeysInteroperate: sigstore's own key code (what cosign generate-key-pair and cosign
+// sign run) reads the keys keygen writes, refuses them with a wrong passphrase, and writes
+// keys that sign and verify here.
+func TestKeysInteroperate(t *testing.T) {
+	pc := policycheckBinary(t)
+	dir := t.TempDir()
+	sigstore := func(env []string, args ...string) (string, error) {
+		cmd := exec.Command(pc, args...)
+		cmd.Env = append(withoutPassword(), env...)
+		out, err := cmd.CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	for _, pass := range []string{"", "fcos signing"} {
+		prefix := filepath.Join(dir, fmt.Sprintf("ours%d", len(pass)))
+		env := []string{"COSIGN_PASSWORD=" + pass}
+		mustRunEnv(t, env, "keygen", "--output-prefix", prefix)
+		if out, err := sigstore(env, "sigstore-read", prefix+".key", prefix+".pub"); err != nil || out != "key ok" {
+			t.Fatalf("sigstore cryptoutils reading our key (passphrase %q): %v %s", pass, err, out)
+		}
+		if _, err := sigstore([]string{"COSIGN_PASSWORD=not it"}, "sigstore-read", prefix+".key", prefix+".pub"); err == nil {
+			t.Fatal("sigstore cryptoutils opened our key with a wrong passphrase")
+		}
+
+		theirs := filepath.Join(dir, fmt.Sprintf("theirs%d", len(pass)))
+		if out, err := sigstore(env, "sigstore-generate", theirs); err != nil {
+			t.Fatalf("sigstore-generate: %v %s", err, out)
+		}
+		// Our reader accepts their key (it gets past the key to the missing image).
+		r := run(t, env, "sign", "oci:"+filepath.Join(dir, "none"), "--key", theirs+".key")
+		if r.err == nil || !strings.Contains(string(r.stderr), "not an OCI layout") {
+			t.Fatalf("sign with a sigstore-made key: %v %s", r.err, r.stderr)
+		}
+		mustFail(t, []string{"COSIGN_PASSWORD=not it"}, "wrong passphrase", "sign", "oci:"+filepath.Join(dir, "none"), "--key", theirs+".key")
+	}
+}
+
 // lockedBuffer is written by the command's output copier and read by the test.
 type lockedBuffer struct {
 	mu sync.Mutex
@@ -312,11 +355,10 @@ var (
 	policycheckErr  error
 )
 
-// policyChecker builds tests/policycheck (upstream containers/image, the library inside podman
-// and skopeo, in its own module so the main module does not depend on it) and returns a
-// function that asks it whether a policy requiring a sigstore signature by pub, with
-// signedIdentity matchRepository, admits an image of repo.
-func policyChecker(t *testing.T, work, repo, pub string) func(ref string, admitted bool) {
+// policycheckBinary builds tests/policycheck: upstream containers/image (the library inside
+// podman and skopeo) and sigstore's key code, in their own module so that the main module does
+// not depend on them.
+func policycheckBinary(t *testing.T) string {
 	t.Helper()
 	policycheckOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "rehydrator-policycheck-")
@@ -335,6 +377,14 @@ func policyChecker(t *testing.T, work, repo, pub string) func(ref string, admitt
 	if policycheckErr != nil {
 		t.Fatalf("building tests/policycheck: %v", policycheckErr)
 	}
+	return policycheckBin
+}
+
+// policyChecker returns a function that asks containers/image whether a policy requiring a
+// sigstore signature by pub, with signedIdentity matchRepository, admits an image of repo.
+func policyChecker(t *testing.T, work, repo, pub string) func(ref string, admitted bool) {
+	t.Helper()
+	policycheckBinary(t)
 	policy := filepath.Join(work, "policy.json")
 	os.WriteFile(policy, []byte(`{
   "default": [{"type": "reject"}],

@@ -2,7 +2,10 @@ module github.com/rehydrator/rehydrator/tests/policycheck
 
 go 1.26.8
 
-require github.com/containers/image/v5 v5.23.1
+require (
+	github.com/containers/image/v5 v5.23.1
+	github.com/sigstore/sigstore v1.4.2
+)
 
 require (
 	github.com/BurntSushi/toml v1.2.0 // indirect
@@ -34,7 +37,6 @@ require (
 	github.com/opencontainers/runtime-spec v1.0.3-0.20210326190908-1c3f411f0417 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/proglottis/gpgme v0.1.3 // indirect
-	github.com/sigstore/sigstore v1.4.2 // indirect
 	github.com/sirupsen/logrus v1.9.0 // indirect
 	github.com/syndtr/gocapability v0.0.0-20200815063812-42c35b437635 // indirect
 	github.com/theupdateframework/go-tuf v0.5.1 // indirect
