@@ -24,8 +24,17 @@ const (
 // ErrKeyType is wrapped by every error about a key that is not ECDSA P-256.
 var ErrKeyType = errors.New("not an ECDSA P-256 key")
 
-// ErrNotKey is wrapped by errors about a file that holds no key of the kind asked for.
-var ErrNotKey = errors.New("no key")
+// ErrNotKey is matched (errors.Is) by errors about a file that holds no key of the kind
+// asked for.
+var ErrNotKey = errors.New("not the kind of key asked for")
+
+// notKeyError says what the file holds instead; it is ErrNotKey without repeating it.
+type notKeyError string
+
+func (e notKeyError) Error() string        { return string(e) }
+func (e notKeyError) Is(target error) bool { return target == ErrNotKey }
+
+func notKey(format string, args ...any) error { return notKeyError(fmt.Sprintf(format, args...)) }
 
 // ErrExpired is wrapped when the public key comes in a certificate that is not valid now.
 var ErrExpired = errors.New("key certificate is not valid now")
@@ -90,7 +99,7 @@ func IsEncrypted(data []byte) bool {
 func ParsePrivateKey(data []byte, passphrase func() ([]byte, error)) (*ecdsa.PrivateKey, error) {
 	b, _ := pem.Decode(data)
 	if b == nil {
-		return nil, fmt.Errorf("not a PEM file: %w (want a private key such as cosign.key)", ErrNotKey)
+		return nil, notKey("not a PEM file: want a private key such as cosign.key")
 	}
 	var key any
 	var err error
@@ -117,9 +126,9 @@ func ParsePrivateKey(data []byte, passphrase func() ([]byte, error)) (*ecdsa.Pri
 	case "OPENSSH PRIVATE KEY":
 		return nil, fmt.Errorf("an OpenSSH key: %w: make one with \"rehydrator keygen\"", ErrKeyType)
 	case PublicPEMType, "CERTIFICATE":
-		return nil, fmt.Errorf("a public key, not a private key: %w (give the .key file, not the .pub)", ErrNotKey)
+		return nil, notKey("a public key, not a private key: give the .key file, not the .pub")
 	default:
-		return nil, fmt.Errorf("PEM block %q: %w (want a private key such as cosign.key)", b.Type, ErrNotKey)
+		return nil, notKey("PEM block %q is no private key: want one such as cosign.key", b.Type)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("private key: %w", err)
@@ -136,7 +145,7 @@ func ParsePrivateKey(data []byte, passphrase func() ([]byte, error)) (*ecdsa.Pri
 func ParsePublicKey(data []byte, now time.Time) (*ecdsa.PublicKey, error) {
 	b, _ := pem.Decode(data)
 	if b == nil {
-		return nil, fmt.Errorf("not a PEM file: %w (want a public key such as cosign.pub)", ErrNotKey)
+		return nil, notKey("not a PEM file: want a public key such as cosign.pub")
 	}
 	var key any
 	switch b.Type {
@@ -159,9 +168,9 @@ func ParsePublicKey(data []byte, now time.Time) (*ecdsa.PublicKey, error) {
 		}
 		key = c.PublicKey
 	case SigstorePEMType, CosignPEMType, "PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY", "OPENSSH PRIVATE KEY":
-		return nil, fmt.Errorf("a private key, not a public key: %w (give the .pub file; never hand out the .key)", ErrNotKey)
+		return nil, notKey("a private key, not a public key: give the .pub file (and never hand out the .key)")
 	default:
-		return nil, fmt.Errorf("PEM block %q: %w (want a public key such as cosign.pub)", b.Type, ErrNotKey)
+		return nil, notKey("PEM block %q is no public key: want one such as cosign.pub", b.Type)
 	}
 	ec, ok := key.(*ecdsa.PublicKey)
 	if !ok || ec.Curve != elliptic.P256() {

@@ -228,7 +228,7 @@ func Check(pub *ecdsa.PublicKey, digest string, sigs []Signed) (*Payload, error)
 		return nil, fmt.Errorf("%w: it signs %s (%s), not %s", ErrOtherDigest, other.Digest, other.Identity, digest)
 	}
 	if errors.Is(bad, ErrBadSignature) {
-		return nil, fmt.Errorf("%w: of %d signature(s) none is by this key (signed with another key, or altered)", ErrUnknownKey, len(sigs))
+		return nil, fmt.Errorf("%w (%d signature(s) there: made with another key, or altered)", ErrUnknownKey, len(sigs))
 	}
 	return nil, fmt.Errorf("%w: %v", ErrUnknownKey, bad)
 }

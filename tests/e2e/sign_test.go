@@ -175,6 +175,13 @@ func TestKeygenPrompt(t *testing.T) {
 		t.Fatal("script not found: install it (Debian: apt-get install bsdutils)")
 	}
 	dir := t.TempDir()
+	// In a script (no terminal, no COSIGN_PASSWORD) keygen fails at once and writes nothing.
+	if r := runWithoutPassword(t, "keygen", "--output-prefix", filepath.Join(dir, "script")); r.err == nil || !strings.Contains(string(r.stderr), "set COSIGN_PASSWORD") {
+		t.Fatalf("keygen without a terminal or COSIGN_PASSWORD: %v %s", r.err, r.stderr)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("a failed keygen left %v", ents)
+	}
 	prefix := filepath.Join(dir, "tty")
 	cmd := exec.Command(scriptBin, "-qec", bin+" keygen --output-prefix "+prefix, "/dev/null")
 	cmd.Env = withoutPassword()
