@@ -37,7 +37,7 @@ const (
 
 	// maxPayload bounds what we read of one signature layer; a real payload is ~300 bytes.
 	maxPayload = 1 << 20
-	// maxSignatures bounds the layers of a .sig image we look at.
+	// maxSignatures bounds the layers of a .sig image we read.
 	maxSignatures = 256
 )
 
@@ -129,20 +129,20 @@ func Sign(ctx context.Context, ref, digest string, key *ecdsa.PrivateKey, identi
 	if err != nil {
 		return "", fmt.Errorf("sign %s: %w", ref, err)
 	}
-	old, err := readSignatures(ctx, ref, digest)
+	old, err := readSignatureLayers(ctx, ref, digest)
 	if err != nil {
 		return "", fmt.Errorf("sign %s: reading %s: %w", ref, sigRef, err)
 	}
-	var keep []signature.Signed
-	for _, s := range old {
-		if s.VerifiedBy(&key.PublicKey) == nil {
+	var layers []sigLayer
+	for _, l := range old {
+		if s, ok := l.signed(); ok && s.VerifiedBy(&key.PublicKey) == nil {
 			if p, err := signature.ParsePayload(s.Payload); err == nil && p.Digest == digest && p.Identity == identity {
 				continue // re-signing replaces our own signature instead of piling up
 			}
 		}
-		keep = append(keep, s)
+		layers = append(layers, l) // other signers' layers stay as they were, annotations and all
 	}
-	img, err := signatureImage(append(keep, signed))
+	img, err := signatureImage(append(layers, signedLayer(signed)))
 	if err != nil {
 		return "", fmt.Errorf("sign %s: %w", ref, err)
 	}
@@ -174,14 +174,32 @@ func Verify(ctx context.Context, ref, digest string, pub *ecdsa.PublicKey) (*sig
 	return p, nil
 }
 
+// sigLayer is one layer of a signature image as stored, so that re-signing keeps whatever
+// other signers attached (certificates, bundles, attachments we do not know).
+type sigLayer struct {
+	mediaType   types.MediaType
+	content     []byte
+	annotations map[string]string
+}
+
+func signedLayer(s signature.Signed) sigLayer {
+	return sigLayer{mediaType: SignatureMediaType, content: s.Payload, annotations: map[string]string{SignatureAnnotation: s.Signature}}
+}
+
+// signed returns the layer as a signature, if it is one.
+func (l sigLayer) signed() (signature.Signed, bool) {
+	sig, ok := l.annotations[SignatureAnnotation]
+	if l.mediaType != SignatureMediaType || !ok {
+		return signature.Signed{}, false
+	}
+	return signature.Signed{Payload: l.content, Signature: sig}, true
+}
+
 // signatureImage makes the cosign signature image: empty config, one layer per signature.
-func signatureImage(sigs []signature.Signed) (v1.Image, error) {
+func signatureImage(layers []sigLayer) (v1.Image, error) {
 	var adds []mutate.Addendum
-	for _, s := range sigs {
-		adds = append(adds, mutate.Addendum{
-			Layer:       static.NewLayer(s.Payload, SignatureMediaType),
-			Annotations: map[string]string{SignatureAnnotation: s.Signature},
-		})
+	for _, l := range layers {
+		adds = append(adds, mutate.Addendum{Layer: static.NewLayer(l.content, l.mediaType), Annotations: l.annotations})
 	}
 	img, err := mutate.Append(empty.Image, adds...)
 	if err != nil {
@@ -218,6 +236,21 @@ func writeSignatureImage(ctx context.Context, ref, digest string, img v1.Image) 
 // readSignatures returns the signatures stored for digest beside ref; none (and no error)
 // when there is no .sig tag.
 func readSignatures(ctx context.Context, ref, digest string) ([]signature.Signed, error) {
+	layers, err := readSignatureLayers(ctx, ref, digest)
+	if err != nil {
+		return nil, err
+	}
+	var out []signature.Signed
+	for _, l := range layers {
+		if s, ok := l.signed(); ok {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// readSignatureLayers reads every layer of the signature image for digest beside ref.
+func readSignatureLayers(ctx context.Context, ref, digest string) ([]sigLayer, error) {
 	r, err := signatureHome(ref)
 	if err != nil {
 		return nil, err
@@ -260,20 +293,16 @@ func readSignatures(ctx context.Context, ref, digest string) ([]signature.Signed
 	if err != nil {
 		return nil, fmt.Errorf("signature manifest: %w", err)
 	}
-	var out []signature.Signed
-	for i, l := range m.Layers {
-		if i == maxSignatures {
-			break
-		}
-		sig, ok := l.Annotations[SignatureAnnotation]
-		if l.MediaType != SignatureMediaType || !ok {
-			continue // another cosign attachment: not ours to judge
-		}
-		payload, err := readPayload(img, l)
+	if len(m.Layers) > maxSignatures {
+		return nil, fmt.Errorf("signature image has %d layers, more than the %d a signature image may have", len(m.Layers), maxSignatures)
+	}
+	var out []sigLayer
+	for _, l := range m.Layers {
+		content, err := readPayload(img, l)
 		if err != nil {
 			return nil, fmt.Errorf("signature layer %s: %w", l.Digest, err)
 		}
-		out = append(out, signature.Signed{Payload: payload, Signature: sig})
+		out = append(out, sigLayer{mediaType: l.MediaType, content: content, annotations: l.Annotations})
 	}
 	return out, nil
 }

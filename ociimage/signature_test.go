@@ -89,7 +89,7 @@ func TestSignatureForAnotherDigest(t *testing.T) {
 	d := write(t, ref, img)
 	wrong := "sha256:" + strings.Repeat("1", 64)
 	s, _ := signature.Sign(key, signature.Payload{Identity: "localhost/l", Digest: wrong})
-	sigImg, err := signatureImage([]signature.Signed{s})
+	sigImg, err := signatureImage([]sigLayer{signedLayer(s)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,5 +153,47 @@ func TestAlteredLayoutIsDetected(t *testing.T) {
 		} else if !strings.Contains(err.Error(), "hashes to") {
 			t.Errorf("%s swapped in place: %v, want a digest mismatch", name, err)
 		}
+	}
+}
+
+// TestSignKeepsOthersLayers: signing adds to a signature image without dropping or changing
+// what other signers stored (annotations such as cosign's bundle, layers of other kinds).
+func TestSignKeepsOthersLayers(t *testing.T) {
+	f := getFixture(t)
+	img := build(t, f.spec())
+	ctx := context.Background()
+	ref := "oci:" + filepath.Join(t.TempDir(), "l") + ":stable"
+	d := write(t, ref, img)
+	theirKey, _ := signature.GenerateKey()
+	theirs, _ := signature.Sign(theirKey, signature.Payload{Identity: "quay.io/x/y", Digest: d})
+	withBundle := signedLayer(theirs)
+	withBundle.annotations["dev.sigstore.cosign/bundle"] = `{"SignedEntryTimestamp":"x"}`
+	foreign := sigLayer{mediaType: "application/vnd.example.attachment", content: []byte("hello"), annotations: map[string]string{"a": "b"}}
+	sigImg, err := signatureImage([]sigLayer{foreign, withBundle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeSignatureImage(ctx, ref, d, sigImg); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := signature.GenerateKey()
+	if _, err := Sign(ctx, ref, d, key, "localhost/l", ""); err != nil {
+		t.Fatal(err)
+	}
+	layers, err := readSignatureLayers(ctx, ref, d)
+	if err != nil || len(layers) != 3 {
+		t.Fatalf("%d layers (%v), want the 2 there before and ours", len(layers), err)
+	}
+	if l := layers[0]; l.mediaType != foreign.mediaType || string(l.content) != "hello" || l.annotations["a"] != "b" {
+		t.Fatalf("foreign layer became %+v", l)
+	}
+	if l := layers[1]; l.annotations["dev.sigstore.cosign/bundle"] == "" || l.annotations[SignatureAnnotation] != theirs.Signature {
+		t.Fatalf("their signature layer lost annotations: %v", l.annotations)
+	}
+	if _, err := Verify(ctx, ref, d, &theirKey.PublicKey); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(ctx, ref, d, &key.PublicKey); err != nil {
+		t.Fatal(err)
 	}
 }
