@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -117,6 +118,15 @@ func DefaultIdentity(ref string) (string, error) {
 	return "localhost/" + base, nil
 }
 
+// CheckIdentity returns an error unless identity is a repository name (HOST/PATH, lowercase)
+// that containers-policy.json's identity rules can parse.
+func CheckIdentity(identity string) error {
+	if _, err := name.NewRepository(identity); err != nil {
+		return fmt.Errorf("identity %q is not a repository name such as quay.io/fedora/fcos-images (no tag, no digest)", identity)
+	}
+	return nil
+}
+
 // Sign signs the image with manifest digest at ref as identity and stores the signature at
 // its sha256-<hex>.sig tag, keeping the signatures already there except an earlier one by
 // the same key for the same payload identity. It returns where the signature went.
@@ -124,6 +134,9 @@ func Sign(ctx context.Context, ref, digest string, key *ecdsa.PrivateKey, identi
 	sigRef, err := SignatureRef(ref, digest)
 	if err != nil {
 		return "", err
+	}
+	if err := CheckIdentity(identity); err != nil {
+		return "", fmt.Errorf("sign %s: %w", ref, err)
 	}
 	signed, err := signature.Sign(key, signature.Payload{Identity: identity, Digest: digest, Creator: creator, Timestamp: time.Now().Unix()})
 	if err != nil {

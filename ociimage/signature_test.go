@@ -110,6 +110,12 @@ func TestSignatureStores(t *testing.T) {
 	if err := CheckSignable("oci:/tmp/x:y"); err != nil {
 		t.Error(err)
 	}
+	for id, ok := range map[string]bool{"quay.io/fedora/fcos-images": true, "127.0.0.1:5000/fcos": true, "localhost/l": true,
+		"quay.io/fedora/fcos:stable": false, "quay.io/Fedora": false, "quay.io/x@sha256:" + strings.Repeat("0", 64): false, "": false} {
+		if err := CheckIdentity(id); (err == nil) != ok {
+			t.Errorf("CheckIdentity(%q) = %v", id, err)
+		}
+	}
 	if _, err := SignatureTag("sha256:abc"); err == nil {
 		t.Error("SignatureTag accepted a short digest")
 	}

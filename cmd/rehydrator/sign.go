@@ -100,6 +100,8 @@ func loadSigner(keyPath, identity, ref string) (*signer, error) {
 		if identity, err = ociimage.DefaultIdentity(ref); err != nil {
 			return nil, err
 		}
+	} else if err := ociimage.CheckIdentity(identity); err != nil {
+		return nil, usageError{fmt.Errorf("--identity: %w", err)}
 	}
 	return &signer{keyPath: keyPath, identity: identity, key: key}, nil
 }
