@@ -85,6 +85,11 @@ func loadSigner(keyPath, identity, ref string) (*signer, error) {
 	if err := ociimage.CheckSignable(ref); err != nil {
 		return nil, err
 	}
+	if identity != "" {
+		if err := ociimage.CheckIdentity(identity); err != nil {
+			return nil, usageError{fmt.Errorf("--identity: %w", err)}
+		}
+	}
 	data, err := os.ReadFile(keyPath)
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
@@ -100,8 +105,6 @@ func loadSigner(keyPath, identity, ref string) (*signer, error) {
 		if identity, err = ociimage.DefaultIdentity(ref); err != nil {
 			return nil, err
 		}
-	} else if err := ociimage.CheckIdentity(identity); err != nil {
-		return nil, usageError{fmt.Errorf("--identity: %w", err)}
 	}
 	return &signer{keyPath: keyPath, identity: identity, key: key}, nil
 }
