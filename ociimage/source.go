@@ -150,7 +150,11 @@ func (s *imageSource) readLayerFiles(ctx context.Context, diffID v1.Hash, names 
 		want[path.Join(DataDir[1:], n)] = n
 	}
 	out := map[string][]byte{}
-	tr := tar.NewReader(ctxReader{ctx, rc})
+	// The whole layer is hashed and compared with its diffID: the config that names the
+	// diffID is checked against the manifest, so a signed manifest vouches for these files.
+	h := sha256.New()
+	layer := io.TeeReader(ctxReader{ctx, rc}, h)
+	tr := tar.NewReader(layer)
 	for len(out) < len(names) {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -172,6 +176,12 @@ func (s *imageSource) readLayerFiles(ctx context.Context, diffID v1.Hash, names 
 			return nil, fmt.Errorf("%s: %w", hdr.Name, err)
 		}
 		out[n] = b.Bytes()
+	}
+	if _, err := io.Copy(io.Discard, layer); err != nil {
+		return nil, err
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != diffID.String() {
+		return nil, fmt.Errorf("content hashes to %s: the image is damaged or was altered, rebuild it", got)
 	}
 	for _, n := range names {
 		if _, ok := out[n]; !ok {

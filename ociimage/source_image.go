@@ -1,6 +1,7 @@
 package ociimage
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -24,13 +25,23 @@ func hostPlatform() v1.Platform {
 
 // configAndLayers returns what imageSource needs from a go-containerregistry image.
 func configAndLayers(img v1.Image) (*v1.ConfigFile, *v1.Manifest, string, error) {
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("config: %w", err)
-	}
 	m, err := img.Manifest()
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("manifest: %w", err)
+	}
+	// An OCI layout reads the config file without checking it; the diffIDs in it are what
+	// ties a signed manifest to the metadata layer, so the bytes parsed are checked here, for
+	// every transport.
+	raw, err := img.RawConfigFile()
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("config: %w", err)
+	}
+	if h, _, _ := v1.SHA256(bytes.NewReader(raw)); h != m.Config.Digest {
+		return nil, nil, "", fmt.Errorf("config hashes to %s, the manifest says %s: the image is damaged", h, m.Config.Digest)
+	}
+	cfg, err := v1.ParseConfigFile(bytes.NewReader(raw))
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("config: %w", err)
 	}
 	if len(m.Layers) != len(cfg.RootFS.DiffIDs) {
 		return nil, nil, "", fmt.Errorf("manifest has %d layers but config %d diffIDs: the image is damaged", len(m.Layers), len(cfg.RootFS.DiffIDs))

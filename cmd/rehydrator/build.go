@@ -19,6 +19,7 @@ func newBuildCmd() *cobra.Command {
 		output, from, workDir, baseline, binary, compression, report string
 		level, jobs                                                  int
 		keepWork, quiet                                              bool
+		signKey, identity                                            string
 	)
 	cmd := &cobra.Command{
 		Use:   "build RELEASE_DIR --output REF",
@@ -56,6 +57,12 @@ The same inputs give the same image digest.`,
 			comp, err := layerCompression(compression, level)
 			if err != nil {
 				return usageError{err}
+			}
+			var sign *signer
+			if signKey != "" {
+				if sign, err = loadSigner(signKey, identity, output); err != nil {
+					return err
+				}
 			}
 			if binary == "" && from == "" {
 				if binary, err = os.Executable(); err != nil {
@@ -98,6 +105,11 @@ The same inputs give the same image digest.`,
 			if err != nil {
 				return err
 			}
+			if sign != nil {
+				if _, err := sign.sign(ctx, output, digest); err != nil {
+					return err
+				}
+			}
 			rep, err := makeReport(output, digest, img, res)
 			if err != nil {
 				return err
@@ -127,6 +139,8 @@ The same inputs give the same image digest.`,
 	f.IntVar(&jobs, "jobs", 0, "parallel jobs (default: number of CPUs)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "print only the image digest")
 	f.StringVar(&report, "report", "", "write what each artifact costs in the image (JSON) to this file")
+	f.StringVar(&signKey, "sign-key", "", "sign the image with this private key (see \"sign\"); checked before the build starts")
+	identityFlag(cmd, &identity)
 	return cmd
 }
 

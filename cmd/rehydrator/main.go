@@ -62,6 +62,7 @@ Outside, --image names where to read from, in skopeo's syntax:
 		Version:       version,
 	}
 	root.AddCommand(newBuildCmd(), newRehydrateCmd(), newListCmd(), newPrintStreamJSONCmd())
+	root.AddCommand(newKeygenCmd(), newSignCmd(), newVerifyCmd())
 	return root
 }
 

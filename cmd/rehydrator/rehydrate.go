@@ -15,6 +15,7 @@ func newRehydrateCmd() *cobra.Command {
 		tmpDir  string
 		noProgr bool
 	)
+	var verifyKey string
 	cmd := &cobra.Command{
 		Use:   "rehydrate DEST [--disk PLATFORM]... [--iso] [--pxe] [--all]",
 		Short: "Regenerate artifacts bit for bit into a directory or onto standard output",
@@ -27,7 +28,11 @@ path. To standard output one artifact is written as itself, several as a tar str
 (| tar xf -); on a failure the stream is cut short and the exit status is not zero.
 
 Output names are the shipped names without .xz/.gz, e.g.
-fedora-coreos-40.20261101.3.0-openstack.x86_64.qcow2. See "list" for what the image holds.`,
+fedora-coreos-40.20261101.3.0-openstack.x86_64.qcow2. See "list" for what the image holds.
+
+With --verify-key PUB nothing is written unless the image (docker:// or oci:) carries a valid
+cosign signature by PUB over its manifest digest; the error says whether the signature is
+missing, by another key, or for another image (see "verify").`,
 		Example: `  podman run --rm -i IMAGE rehydrate - --disk openstack > fcos-openstack.qcow2
   podman run --rm -i IMAGE rehydrate - --iso --disk qemu | tar xf -
   podman run --rm -i -v .:/out IMAGE rehydrate /out --pxe
@@ -45,6 +50,11 @@ fedora-coreos-40.20261101.3.0-openstack.x86_64.qcow2. See "list" for what the im
 				return err
 			}
 			defer img.src.Close()
+			if verifyKey != "" {
+				if err := verifyImage(ctx, ref, img.src, verifyKey); err != nil {
+					return err
+				}
+			}
 			arts, err := img.recipe.Select(sel)
 			if err != nil {
 				return usageError{err}
@@ -71,6 +81,7 @@ fedora-coreos-40.20261101.3.0-openstack.x86_64.qcow2. See "list" for what the im
 	f.StringVar(&sel.Arch, "arch", "", "architecture (default: this machine's, or the image's only one)")
 	f.StringVar(&tmpDir, "tmpdir", "", "where to keep intermediate files some recipes need (default $TMPDIR)")
 	f.BoolVar(&noProgr, "no-progress", false, "never draw progress on standard error")
+	f.StringVar(&verifyKey, "verify-key", "", "refuse the image unless it carries a valid signature by this public key (see \"verify\")")
 	imageFlag(cmd, &ref)
 	return cmd
 }
