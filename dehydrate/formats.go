@@ -32,6 +32,9 @@ type diskFormat struct {
 // errNoEncoder marks a format this build recognises but cannot re-encode.
 var errNoEncoder = errors.New("no encoder in this build")
 
+// canEncodeVMDK reports whether this build has vmdk-encode's zlib (a variable for tests).
+var canEncodeVMDK = vmdk.CanEncode
+
 // maxOVAFile bounds the OVA members other than the disk, which the recipe carries inline.
 const maxOVAFile = 1 << 20
 
@@ -70,7 +73,7 @@ func vmdkFormat(f io.ReaderAt, size int64) (*diskFormat, error) {
 	if p.Layout != vmdk.LayoutQemu {
 		return nil, fmt.Errorf("%w: vmdk-encode cannot reproduce it: %s", errNoEncoder, p.LayoutNote)
 	}
-	if err := vmdk.CanEncode(); err != nil {
+	if err := canEncodeVMDK(); err != nil {
 		return nil, fmt.Errorf("%w: vmdk-encode needs a cgo build of rehydrator (CGO_ENABLED=1 with zlib1g-dev, see vmdk/doc.go), this one has none", errNoEncoder)
 	}
 	p.Deflate = vmdk.EncoderDeflate() // what reproduces it, recorded for the reader
@@ -83,11 +86,20 @@ func ovaFormat(f io.ReaderAt, o *vmdk.OVA) (*diskFormat, error) {
 	for i := range o.Members {
 		m := &o.Members[i]
 		var magic [4]byte
-		if disk == nil && m.Size >= 4 {
+		if m.Size >= 4 {
 			if _, err := m.Open(f).ReadAt(magic[:], 0); err == nil && string(magic[:]) == "KDMV" {
 				disk = m
-				continue
+				break
 			}
+		}
+	}
+	if disk == nil {
+		return nil, nil // a tar without a VMDK: not an OVA
+	}
+	for i := range o.Members {
+		m := &o.Members[i]
+		if m == disk {
+			continue
 		}
 		if m.Size > maxOVAFile {
 			return nil, fmt.Errorf("%w: ova member %q has %d bytes, more than the %d a recipe carries inline", errNoEncoder, m.Name, m.Size, maxOVAFile)
@@ -100,9 +112,6 @@ func ovaFormat(f io.ReaderAt, o *vmdk.OVA) (*diskFormat, error) {
 			return nil, fmt.Errorf("%w: ova has two members named %q", errNoEncoder, m.Name)
 		}
 		op.Files[m.Name] = b
-	}
-	if disk == nil {
-		return nil, nil // a tar without a VMDK: not an OVA
 	}
 	op.Disk = disk.Name
 	d, err := vmdkFormat(disk.Open(f), disk.Size)

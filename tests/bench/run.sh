@@ -17,7 +17,7 @@ if [ ! -f "$rel/stream.json" ]; then
   echo "making the large release in $rel" >&2
   go run ./tests/fixtures/mkrelease -size large -out "$rel" >&2
 fi
-CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$B/rehydrator" ./cmd/rehydrator
+CGO_ENABLED=1 go build -trimpath -tags osusergo,netgo -ldflags="-s -w -linkmode external -extldflags -static" -o "$B/rehydrator" ./cmd/rehydrator
 R="$B/rehydrator"
 img="$B/image"
 rm -rf "$img" "$B/out" "$B/files"
