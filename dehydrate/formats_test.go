@@ -150,6 +150,42 @@ func TestFormatCandidates(t *testing.T) {
 	}
 }
 
+// A shipped VMDK whose grain table lies, or whose grain is corrupt, is stored whole, with a
+// message that names where.
+func TestFormatCandidateCorruptVMDK(t *testing.T) {
+	base, targets := formatDisks(t)
+	b, _ := os.ReadFile(targets["vmdk"])
+	img, err := vmdk.Open(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := img.Params()
+	var first vmdk.Grain
+	p.Grains.All(func(g vmdk.Grain) error { first = g; return errors.New("stop") })
+	// Point the first grain's table entry at the second grain (the marker then names another LBA).
+	// qemu's first grain tables follow their directories (one sector each here), in both copies.
+	for _, dir := range []uint64{p.Header.GDOffset, p.Header.RGDOffset} {
+		entry := int64(dir+1)*512 + int64(first.Index)*4
+		next := uint32(p.Header.Overhead) + uint32((first.Size+12+511)/512)
+		b[entry], b[entry+1], b[entry+2], b[entry+3] = byte(next), byte(next>>8), byte(next>>16), byte(next>>24)
+	}
+	// And, in another copy, a flipped byte inside the first grain's deflate stream.
+	flipped, _ := os.ReadFile(targets["vmdk"])
+	flipped[int64(p.Header.Overhead)*512+12+int64(first.Size)/2] ^= 0x55
+	for _, c := range []struct {
+		name string
+		b    []byte
+		want string
+	}{{"lying grain table", b, "at sector 0x"}, {"corrupted grain", flipped, "at offset 0x"}} {
+		bad := filepath.Join(t.TempDir(), "bad.vmdk")
+		os.WriteFile(bad, c.b, 0o644)
+		cand, whole, note, err := formatCandidate(context.Background(), base, "sha256:x", bad, "x", t.TempDir(), delta.Options{})
+		if err != nil || cand != nil || !whole || !strings.Contains(note, c.want) {
+			t.Errorf("%s: %v %v %v %q, want whole with a note saying %q", c.name, cand, whole, err, note, c.want)
+		}
+	}
+}
+
 // Without cgo (no zlib), VMDKs and OVAs are stored whole, with a message that says why.
 func TestFormatCandidateWithoutCgo(t *testing.T) {
 	base, targets := formatDisks(t)

@@ -45,6 +45,9 @@ type OVAParams struct {
 
 // Validate checks that every member has its contents.
 func (p *OVAParams) Validate() error {
+	if p.Archive.Find(p.Disk) == nil {
+		return fmt.Errorf("ova has no member %q for the disk", p.Disk)
+	}
 	found := false
 	for _, m := range p.Archive.Members {
 		if m.Name == p.Disk && !found {
