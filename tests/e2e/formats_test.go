@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/rehydrator/rehydrator/streammeta"
+	"github.com/rehydrator/rehydrator/tests/fixtures"
 )
 
 // checkFormats checks the rehydrated VMDK, OVA, VHD, GCP tar and gzipped qcow2 of an image
@@ -91,4 +93,45 @@ func checkFormats(t *testing.T, ref, out string, sm *streammeta.Release, orig ma
 	tool(t, "tar", "xSf", gcp, "-C", gcpDir)
 	tool(t, "tar", "xSf", orig[find(t, sm, "gcp").Name], "-C", gcpOrig)
 	tool(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", filepath.Join(gcpDir, "disk.raw"), filepath.Join(gcpOrig, "disk.raw"))
+
+	checkPlatformIDs(t, ref, out, sm, orig)
+}
+
+// checkPlatformIDs reads the platform id of every rehydrated disk (and of the shipped
+// originals) with `platformid`, and of every disk in the image with `list --check`.
+func checkPlatformIDs(t *testing.T, ref, out string, sm *streammeta.Release, orig map[string]string) {
+	t.Helper()
+	check := string(mustRun(t, "list", "--check", "--image", ref, "--tmpdir", t.TempDir()))
+	n := 0
+	for _, a := range sm.Artifacts {
+		if a.Kind != streammeta.KindDisk || a.IsISO() {
+			continue
+		}
+		want := fixtures.PlatformID(a.DiskName())
+		for _, p := range []string{filepath.Join(out, a.Name), orig[a.Name]} {
+			if got := strings.TrimSpace(string(mustRun(t, "platformid", p))); got != want {
+				t.Errorf("platformid %s: %q, want %q", p, got, want)
+			}
+		}
+		found := false
+		for _, l := range strings.Split(check, "\n") {
+			if strings.Contains(l, a.Name) {
+				found = strings.HasPrefix(l, want+" ")
+			}
+		}
+		if !found {
+			t.Errorf("list --check does not show %s with platform id %s:\n%s", a.Name, want, check)
+		}
+		n++
+	}
+	if n < 10 {
+		t.Fatalf("checked %d disks, the release has more", n)
+	}
+	zeros := filepath.Join(t.TempDir(), "zeros.raw")
+	if err := os.WriteFile(zeros, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustFail(t, nil, "no GPT", "platformid", zeros)
+	mustFail(t, nil, "no such file", "platformid", zeros+".missing")
+	mustFail(t, nil, "exactly one DISK", "platformid")
 }
