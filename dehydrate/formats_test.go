@@ -2,8 +2,10 @@ package dehydrate
 
 import (
 	"bytes"
+	"compress/zlib"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -99,8 +101,45 @@ func formatDisks(t *testing.T) (base string, targets map[string]string) {
 		return nil
 	})
 	targets["vmdk leftover"] = write("odd.vmdk", odd)
+
+	// A VMDK one of whose grains was deflated by another zlib (Go's, at some level whose output
+	// fits qemu's slot): the encoder's grain differs, and only its slot may reach the delta.
+	foreign := bytes.Clone(vm)
+	sector = int64(p.Header.Overhead)
+	done := false
+	p.Grains.All(func(g vmdk.Grain) error {
+		slot := (int64(g.Size) + 12 + 511) / 512
+		off := sector * 512
+		sector += slot
+		if done {
+			return nil
+		}
+		data := make([]byte, 64<<10)
+		img.ReadAt(data, int64(g.Index)*64<<10)
+		for level := 1; level <= 9 && !done; level++ {
+			var z bytes.Buffer
+			zw, _ := zlib.NewWriterLevel(&z, level)
+			zw.Write(data)
+			zw.Close()
+			if room := slot*512 - 12; int64(z.Len()) <= room && uint32(z.Len()) != g.Size {
+				binary.LittleEndian.PutUint32(foreign[off+8:], uint32(z.Len()))
+				clear(foreign[off+12 : off+12+room])
+				copy(foreign[off+12:], z.Bytes())
+				foreignSlot = slot * 512
+				done = true
+			}
+		}
+		return nil
+	})
+	if !done {
+		t.Fatal("no grain where Go's deflate fits qemu's slot")
+	}
+	targets["vmdk foreign grain leftover"] = write("foreign.vmdk", foreign)
 	return base, targets
 }
+
+// foreignSlot is the size of the slot of the grain formatDisks re-deflated.
+var foreignSlot int64
 
 func sumFile(t *testing.T, p string) string {
 	t.Helper()
@@ -125,12 +164,15 @@ func TestFormatCandidates(t *testing.T) {
 			if err != nil || whole || c == nil {
 				t.Fatalf("formatCandidate: %v whole=%v %q", err, whole, note)
 			}
-			format := strings.TrimSuffix(name, " leftover")
+			format := strings.Fields(name)[0]
 			if c.format != format {
 				t.Fatalf("format %q, want %q", c.format, format)
 			}
-			if leftover := strings.HasSuffix(name, "leftover"); leftover != (len(c.more) == 1) || leftover != strings.Contains(note, "1 bytes of vmdk differ") {
+			if leftover := strings.HasSuffix(name, "leftover"); leftover != (len(c.more) == 1) || leftover != strings.Contains(note, "of vmdk differ after re-encoding") {
 				t.Fatalf("leftover deltas %d, note %q", len(c.more), note)
+			}
+			if strings.Contains(name, "foreign") && c.more[0].size > foreignSlot+256 {
+				t.Fatalf("the last delta has %d bytes for one %d-byte grain slot", c.more[0].size, foreignSlot)
 			}
 			if st, _ := os.Stat(target); c.stored() > 64<<10 || c.stored() > st.Size()/20 {
 				t.Fatalf("candidate stores %d bytes for a %d-byte %s", c.stored(), st.Size(), name)

@@ -34,6 +34,9 @@ func init() {
 	}
 }
 
+// vmdkCanEncode reports whether this build has vmdk-encode's zlib (a variable for tests).
+var vmdkCanEncode = vmdk.CanEncode
+
 // OVAParams describe an OVA around the VMDK a step receives.
 type OVAParams struct {
 	Archive vmdk.OVA `json:"archive"`
@@ -117,7 +120,7 @@ func (e *Engine) applyFormat(s Step, in *value) (*value, error) {
 	var size int64
 	switch p := p.(type) {
 	case *vmdk.Params:
-		if err := vmdk.CanEncode(); err != nil {
+		if err := vmdkCanEncode(); err != nil {
 			in.close()
 			return nil, fmt.Errorf("%w (this rehydrator was built with CGO_ENABLED=0; use a cgo build, like the image's own binary)", err)
 		}

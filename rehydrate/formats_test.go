@@ -171,6 +171,21 @@ func TestFormatSteps(t *testing.T) {
 	}
 }
 
+// A rehydrator built without cgo refuses vmdk-encode with a message that says what to use.
+func TestVMDKEncodeWithoutCgo(t *testing.T) {
+	defer func(f func() error) { vmdkCanEncode = f }(vmdkCanEncode)
+	vmdkCanEncode = func() error { return vmdk.ErrUnsupported }
+	c := formatCases(t)[0]
+	r, blobs := recipeFor(c, c.guest)
+	e := NewEngine(r, blobs, t.TempDir())
+	defer e.Close()
+	var out bytes.Buffer
+	err := e.Rehydrate(context.Background(), r.Artifacts[0].ID, &out, nil)
+	if !errors.Is(err, vmdk.ErrUnsupported) || !strings.Contains(err.Error(), "CGO_ENABLED=0") || out.Len() != 0 {
+		t.Fatalf("%v (%d bytes written), want a refusal naming the cgo build", err, out.Len())
+	}
+}
+
 func TestFormatParamsRejected(t *testing.T) {
 	cases := formatCases(t)
 	edits := []struct {
