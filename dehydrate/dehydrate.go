@@ -241,6 +241,12 @@ func Dehydrate(ctx context.Context, dir string, opt Options) (*Result, error) {
 			if note != "" {
 				say("%s: %s", arts[i].Name, note)
 			}
+			if c != nil {
+				mu.Lock()
+				deltaTime += c.took
+				mu.Unlock()
+				plans[i].DeltaTime += c.took
+			}
 			best, storeWhole = c, whole
 		}
 		if hasBase && best == nil && !storeWhole && arts[i].Kind == streammeta.KindDisk && !rel.Artifacts[i].IsISO() {
