@@ -21,7 +21,8 @@ the BLS entry (loader/entries/*.conf) from its ext4 filesystem and prints the va
 ignition.platform.id= kernel argument, e.g. "aws". --verbose adds the format, the partition
 and the entry it came from.`,
 		Example: `  rehydrator platformid fedora-coreos-41.20250105.3.0-aws.x86_64.vmdk
-  rehydrator rehydrate - --disk azure | rehydrator platformid /dev/stdin   # not a pipe: needs random access`,
+  rehydrator platformid -v fedora-coreos-41.20250105.3.0-vmware.x86_64.ova
+  rehydrator list --check --image oci:./fcos-images:stable   # every disk in an image`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usagef("platformid takes exactly one DISK, got %d arguments", len(args))
