@@ -12,10 +12,13 @@ cd "$(dirname "$0")/../.."
 export PATH="$PATH:/usr/local/go/bin"
 rel=${1:?usage: tests/bench/formats.sh RELEASE_DIR}
 B=${BENCH_DIR:-/var/tmp/rehydrator-bench-formats}
-rm -rf "$B" && mkdir -p "$B/out"
+rm -rf "$B" && mkdir -p "$B"
 CGO_ENABLED=1 go build -trimpath -tags osusergo,netgo -ldflags="-s -w -linkmode external -extldflags -static" -o "$B/rehydrator" ./cmd/rehydrator
 /usr/bin/time -f "build: %e s wall, %M KiB max RSS" "$B/rehydrator" build "$rel" --output "oci:$B/layout:bench" --report "$B/report.json" -q >/dev/null
-/usr/bin/time -f "rehydrate --all: %e s wall, %M KiB max RSS" "$B/rehydrator" rehydrate "$B/out" --all --no-progress --image "oci:$B/layout:bench"
+for d in aws vmware azure gcp digitalocean; do
+  rm -rf "$B/out" && mkdir -p "$B/out"
+  /usr/bin/time -f "rehydrate --disk $d: %e s wall, %U s user, %M KiB max RSS" "$B/rehydrator" rehydrate "$B/out" --disk "$d" --no-progress --image "oci:$B/layout:bench"
+done
 python3 - "$B/report.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
