@@ -235,7 +235,24 @@ func Dehydrate(ctx context.Context, dir string, opt Options) (*Result, error) {
 		}
 		b, hasBase := baselines[arts[i].Arch]
 		var best *candidate
-		if hasBase && arts[i].Kind == streammeta.KindDisk && !rel.Artifacts[i].IsISO() {
+		storeWhole := false
+		if hasBase && arts[i].Kind == streammeta.KindDisk && !rel.Artifacts[i].IsISO() && !isQcow2(files[i]) {
+			c, whole, note, err := formatCandidate(ctx, files[b], "sha256:"+arts[b].SHA256, files[i], arts[i].SHA256, blobDir, opt.Delta)
+			if err != nil {
+				return fmt.Errorf("%s: %w", arts[i].Name, err)
+			}
+			if note != "" {
+				say("%s: %s", arts[i].Name, note)
+			}
+			if c != nil {
+				mu.Lock()
+				deltaTime += c.took
+				mu.Unlock()
+				plans[i].DeltaTime += c.took
+			}
+			best, storeWhole = c, whole
+		}
+		if hasBase && best == nil && !storeWhole && arts[i].Kind == streammeta.KindDisk && !rel.Artifacts[i].IsISO() {
 			cands, err := deltaCandidates(ctx, files[b], files[i], blobDir, opt.Delta)
 			if err != nil {
 				return fmt.Errorf("%s: %w", arts[i].Name, err)
@@ -271,15 +288,21 @@ func Dehydrate(ctx context.Context, dir string, opt Options) (*Result, error) {
 			}
 		}
 		// A delta that is not much smaller than the file is not worth its rehydration cost.
-		if best != nil && best.size+int64(len(best.layout)) < arts[i].Size/2 {
+		if best != nil && best.stored() < arts[i].Size/2 {
 			addBlob(best.digest, best.path, best.size, "delta")
+			for _, m := range best.more {
+				addBlob(m.digest, m.path, m.size, "delta")
+			}
 			arts[i].Steps = best.steps(arts[b].Steps)
-			plans[i].Method, plans[i].StoredBytes, plans[i].PackedBytes = best.method(), best.size+int64(len(best.layout)), best.cost()
-			say("%s: %s of %s (%.1fs)", arts[i].Name, best.method(), units.Bytes(best.size), best.took.Seconds())
+			plans[i].Method, plans[i].StoredBytes, plans[i].PackedBytes = best.method(), best.stored(), best.cost()
+			say("%s: %s of %s (%.1fs)", arts[i].Name, best.method(), units.Bytes(best.stored()), best.took.Seconds())
 			return nil
 		}
 		if best != nil {
 			os.Remove(best.path)
+			for _, m := range best.more {
+				os.Remove(m.path)
+			}
 		}
 		digest := "sha256:" + arts[i].SHA256
 		addBlob(digest, files[i], arts[i].Size, "whole")
@@ -352,12 +375,24 @@ type candidate struct {
 	// again (zstd-restore) to give the target.
 	restore bool
 	took    time.Duration
+	// format, when set, names the disk format steps in tail (formats.go) that follow the
+	// delta; more holds the deltas tail applies, params the bytes of its parameters.
+	format string
+	tail   []rehydrate.Step
+	more   []*candidate
+	params int64
 }
 
 func (c *candidate) method() string {
 	switch {
 	case c.restore:
 		return "qcow2-decode+delta+zstd-restore"
+	case c.format != "":
+		m := "qcow2-decode+delta+" + c.format
+		if len(c.more) > 0 {
+			m += "+delta"
+		}
+		return m
 	case c.layout != nil:
 		return "qcow2-decode+delta+qcow2-encode"
 	case c.decoded:
@@ -368,7 +403,22 @@ func (c *candidate) method() string {
 
 // cost is what the candidate adds to the image: its delta as the layer compression will store
 // it (a literal run of zeros costs almost nothing there), and its layout in the recipe.
-func (c *candidate) cost() int64 { return c.packed + int64(len(c.layout)) }
+func (c *candidate) cost() int64 {
+	n := c.packed + int64(len(c.layout)) + c.params
+	for _, m := range c.more {
+		n += m.packed
+	}
+	return n
+}
+
+// stored is the bytes the candidate adds before compression: its deltas and parameters.
+func (c *candidate) stored() int64 {
+	n := c.size + int64(len(c.layout)) + c.params
+	for _, m := range c.more {
+		n += m.size
+	}
+	return n
+}
 
 // reencodeAbove is the compressed size a plain file delta must exceed before the qcow2
 // re-encode route may replace it; forceReencode lets tests exercise that route on small images.
@@ -409,7 +459,7 @@ func (c *candidate) steps(baseline []rehydrate.Step) []rehydrate.Step {
 	if c.restore {
 		steps = append(steps, rehydrate.Step{Op: rehydrate.OpZstdRestore})
 	}
-	return steps
+	return append(steps, c.tail...)
 }
 
 // deltaCandidates computes the deltas worth trying from the baseline qcow2 to target: for a

@@ -334,8 +334,7 @@ func (e *Engine) apply(ctx context.Context, s Step, in *value) (*value, error) {
 		}
 		return &value{key: key, r: readCloser{io.LimitReader(in.r, s.Length), in.r}, size: s.Length}, nil
 	}
-	in.close()
-	return nil, fmt.Errorf("%w: unknown op %q", ErrUnknownFeature, s.Op)
+	return e.applyFormat(s, in)
 }
 
 type readCloser struct {

@@ -191,6 +191,9 @@ func (r *Recipe) Validate() error {
 					return fmt.Errorf("%w: artifact %s step %d: %v", ErrBadRecipe, a.ID, j, err)
 				}
 			}
+			if _, err := formatParams(s); err != nil {
+				return fmt.Errorf("artifact %s step %d: %w", a.ID, j, err)
+			}
 			if s.Op == OpExtract && (s.Offset < 0 || s.Length < 0) {
 				return fmt.Errorf("%w: artifact %s step %d: negative extract range", ErrBadRecipe, a.ID, j)
 			}

@@ -15,7 +15,9 @@
 // build links zlib statically on Linux (-l:libz.a, Debian: zlib1g-dev), so a
 // static binary stays self-contained:
 //
-//	CGO_ENABLED=1 go build -ldflags '-linkmode external -extldflags -static' ./cmd/rehydrator
+//	CGO_ENABLED=1 go build -tags osusergo,netgo -ldflags '-linkmode external -extldflags -static' ./cmd/rehydrator
+//
+// (osusergo and netgo keep glibc's NSS, which cannot be linked statically, out.)
 //
 // Without cgo, Encode and Verify fail with an error wrapping ErrUnsupported;
 // reading works in every build. Params.Deflate records the deflate, and

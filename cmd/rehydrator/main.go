@@ -61,7 +61,7 @@ Outside, --image names where to read from, in skopeo's syntax:
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(newBuildCmd(), newRehydrateCmd(), newListCmd(), newPrintStreamJSONCmd())
+	root.AddCommand(newBuildCmd(), newRehydrateCmd(), newListCmd(), newPrintStreamJSONCmd(), newPlatformIDCmd())
 	root.AddCommand(newKeygenCmd(), newSignCmd(), newVerifyCmd())
 	return root
 }

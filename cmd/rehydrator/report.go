@@ -8,6 +8,7 @@ import (
 	"github.com/rehydrator/rehydrator/dehydrate"
 	"github.com/rehydrator/rehydrator/internal/units"
 	"github.com/rehydrator/rehydrator/ociimage"
+	"github.com/rehydrator/rehydrator/rehydrate"
 	"io"
 	"os"
 	"text/tabwriter"
@@ -31,6 +32,7 @@ type artifactReport struct {
 	Size         int64   `json:"size"`        // uncompressed artifact
 	StoredBytes  int64   `json:"storedBytes"` // blob bytes it adds, before layer compression
 	LayerBytes   int64   `json:"layerBytes"`  // compressed layer bytes it adds to the image
+	RecipeBytes  int64   `json:"recipeBytes"` // step parameters it adds to the recipe (uncompressed)
 	DeltaSeconds float64 `json:"deltaSeconds"`
 }
 
@@ -55,13 +57,15 @@ func makeReport(ref, digest string, img v1.Image, res *dehydrate.Result) (*build
 	for i, p := range res.Plans {
 		a := res.Recipe.Artifacts[i]
 		ar := artifactReport{Name: p.Name, Method: p.Method, Size: p.Size, StoredBytes: p.StoredBytes, DeltaSeconds: p.DeltaTime.Seconds()}
-		// The blob an artifact adds is the last blob its steps name (the delta, or the whole
-		// file); steps after it (encoders) store nothing.
+		// The blobs an artifact adds: its deltas, or the whole file (or baseline) it is, which
+		// its first step names (a baseline may be followed by the decoding of how it is stored).
 		if p.StoredBytes > 0 {
-			for _, s := range a.Steps {
-				if s.Blob != "" {
-					ar.LayerBytes = layerOf[s.Blob]
+			stored := p.Method == "whole" || p.Method == "baseline"
+			for j, s := range a.Steps {
+				if s.Op == rehydrate.OpPatch || (j == 0 && s.Op == rehydrate.OpBlob && stored) {
+					ar.LayerBytes += layerOf[s.Blob]
 				}
+				ar.RecipeBytes += int64(len(s.Params))
 			}
 		}
 		r.Artifacts = append(r.Artifacts, ar)
@@ -71,9 +75,9 @@ func makeReport(ref, digest string, img v1.Image, res *dehydrate.Result) (*build
 
 func (r *buildReport) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "artifact\tmethod\tsize\tstored\tin image\t")
+	fmt.Fprintln(tw, "artifact\tmethod\tsize\tstored\tin layers\tin recipe\t")
 	for _, a := range r.Artifacts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", a.Name, a.Method, units.Bytes(a.Size), units.Bytes(a.StoredBytes), units.Bytes(a.LayerBytes))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", a.Name, a.Method, units.Bytes(a.Size), units.Bytes(a.StoredBytes), units.Bytes(a.LayerBytes), units.Bytes(a.RecipeBytes))
 	}
 	fmt.Fprintf(tw, "tool layer\t\t\t\t%s\t\n", units.Bytes(r.ToolBytes))
 	fmt.Fprintf(tw, "metadata layer\t\t\t\t%s\t\n", units.Bytes(r.MetaBytes))

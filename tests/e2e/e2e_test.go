@@ -409,6 +409,7 @@ func TestEveryPlatform(t *testing.T) {
 	out := t.TempDir()
 	mustRun(t, "rehydrate", out, "--all", "--image", ref)
 	checkRehydrated(t, out, sm, orig)
+	checkFormats(t, ref, out, sm, orig) // formats_test.go
 	for _, a := range sm.Artifacts {
 		p := filepath.Join(out, a.Name)
 		switch {
