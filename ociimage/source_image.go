@@ -152,13 +152,12 @@ func openRemote(ctx context.Context, r imageRef) (Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", r, explainRemote(err, r.docker))
 	}
-	repo := r.docker.Context()
+	f, err := newBlobFetcher(ctx, r.docker.Context())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r, explainRemote(err, r.docker))
+	}
 	open := func(ctx context.Context, i int) (io.ReadCloser, error) {
-		l, err := p.Layer(ctx, repo.Digest(m.Layers[i].Digest.String()))
-		if err != nil {
-			return nil, explainRemote(err, r.docker)
-		}
-		rc, err := l.Compressed()
+		rc, err := f.open(ctx, m.Layers[i])
 		if err != nil {
 			return nil, explainRemote(err, r.docker)
 		}
