@@ -5,7 +5,9 @@ import (
 	"io"
 	"os"
 	"sync"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/rehydrator/rehydrator/internal/units"
 )
@@ -26,9 +28,12 @@ func newProgressBar(enabled bool) *progressBar {
 	return &progressBar{w: os.Stderr, enabled: enabled && isTerminal(os.Stderr)}
 }
 
+// isTerminal asks the terminal driver (TCGETS), since /dev/null and /dev/full are character
+// devices too and must count as redirected output.
 func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	var t syscall.Termios
+	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TCGETS, uintptr(unsafe.Pointer(&t)))
+	return errno == 0
 }
 
 func (p *progressBar) update(name string, total, done int64) {

@@ -58,9 +58,9 @@ fedora-coreos-40.20261101.3.0-openstack.x86_64.qcow2. See "list" for what the im
 				if isTerminal(os.Stdout) {
 					return usagef("refusing to write disk images to a terminal: redirect standard output (> FILE or | tar xf -) or give a directory")
 				}
-				return eng.WriteStream(ctx, os.Stdout, arts, progress)
+				return explainWriteErr(eng.WriteStream(ctx, os.Stdout, arts, progress), "-")
 			}
-			return eng.WriteDir(ctx, args[0], arts, progress)
+			return explainWriteErr(eng.WriteDir(ctx, args[0], arts, progress), args[0])
 		},
 	}
 	f := cmd.Flags()
