@@ -32,7 +32,8 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	bin = filepath.Join(dir, "rehydrator")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/rehydrator/rehydrator/cmd/rehydrator")
+	// -trimpath, as the Containerfile builds: the container test then reuses the compiled packages.
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "github.com/rehydrator/rehydrator/cmd/rehydrator")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building rehydrator: %v\n%s", err, out)
