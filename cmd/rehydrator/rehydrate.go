@@ -40,7 +40,7 @@ fedora-coreos-40.20261101.3.0-openstack.x86_64.qcow2. See "list" for what the im
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			img, err := openImage(ctx, ref)
+			img, err := openImageArch(ctx, ref, sel.Arch)
 			if err != nil {
 				return err
 			}
@@ -68,7 +68,7 @@ fedora-coreos-40.20261101.3.0-openstack.x86_64.qcow2. See "list" for what the im
 	f.BoolVar(&sel.ISO, "iso", false, "the metal live ISO")
 	f.BoolVar(&sel.PXE, "pxe", false, "the PXE set: kernel, initramfs and rootfs")
 	f.BoolVar(&sel.All, "all", false, "every artifact of the architecture")
-	f.StringVar(&sel.Arch, "arch", "", "architecture (default: this machine's, or the image's only one)")
+	f.StringVar(&sel.Arch, "arch", "", "architecture: x86_64, aarch64, ... (default: this machine's, or the image's only one); picks the image of an index")
 	f.StringVar(&tmpDir, "tmpdir", "", "where to keep intermediate files some recipes need (default $TMPDIR)")
 	f.BoolVar(&noProgr, "no-progress", false, "never draw progress on standard error")
 	imageFlag(cmd, &ref)
