@@ -46,7 +46,9 @@ func TestMultiArch(t *testing.T) {
 	// skopeo sees an index with one image per platform.
 	var idx struct {
 		MediaType string
-		Manifests []struct{ Platform struct{ OS, Architecture string } }
+		Manifests []struct {
+			Platform struct{ OS, Architecture string }
+		}
 	}
 	if err := json.Unmarshal([]byte(skopeo(t, "inspect", "--raw", ref)), &idx); err != nil {
 		t.Fatal(err)
