@@ -87,6 +87,10 @@ than this machine's needs that architecture's static binary: --arch-binary aarch
 					archBinaries: archBinaries, comp: comp, say: say, quiet: quiet,
 				})
 			}
+			platform, toolBinary, err := imageTool(args[0], from, binary, archBinaries)
+			if err != nil {
+				return err
+			}
 			res, err := dehydrate.Dehydrate(ctx, args[0], dehydrate.Options{
 				WorkDir: filepath.Join(workDir, "dehydrate"), Baseline: baseline, Jobs: jobs,
 				Generator: "rehydrator " + version, Progress: say,
@@ -104,8 +108,8 @@ than this machine's needs that architecture's static binary: --arch-binary aarch
 				return err
 			}
 			img, err := ociimage.Build(ctx, ociimage.BuildSpec{
-				Binary: binary, Base: from, Blobs: res.Blobs(), Recipe: recipe, StreamJSON: res.StreamJSON,
-				Compression: comp, Progress: say,
+				Binary: toolBinary, Base: from, Blobs: res.Blobs(), Recipe: recipe, StreamJSON: res.StreamJSON,
+				Compression: comp, Platform: platform, Progress: say,
 			}, layerDir)
 			if err != nil {
 				return err
