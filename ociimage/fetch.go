@@ -89,7 +89,7 @@ func (r *resumingReader) connect() error {
 		}
 		r.failures++
 		if r.failures >= fetchAttempts {
-			return fmt.Errorf("gave up after %d attempts: %w", r.failures, err)
+			return fmt.Errorf("gave up after %d attempts (the registry or the network keeps failing: try again later or read a mirror): %w", r.failures, err)
 		}
 		if err := r.pause(); err != nil {
 			return err
@@ -184,7 +184,7 @@ func (r *resumingReader) Read(p []byte) (int, error) {
 		if n == 0 {
 			r.failures++
 			if r.failures >= fetchAttempts {
-				return 0, fmt.Errorf("blob %s at byte %d of %d: gave up after %d attempts: %w", r.desc.Digest, r.off, r.desc.Size, r.failures, err)
+				return 0, fmt.Errorf("blob %s at byte %d of %d: gave up after %d attempts (the registry or the network keeps failing: try again later or read a mirror): %w", r.desc.Digest, r.off, r.desc.Size, r.failures, err)
 			}
 			if err := r.pause(); err != nil {
 				return 0, err
