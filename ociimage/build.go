@@ -88,6 +88,9 @@ func Build(ctx context.Context, spec BuildSpec, workDir string) (_ v1.Image, err
 		if err != nil {
 			return nil, fmt.Errorf("build image: base %s: %w", spec.Base, err)
 		}
+		if err := checkBasePlatform(base, platform); err != nil {
+			return nil, fmt.Errorf("build image: base %s: %w", spec.Base, err)
+		}
 		b.baseTypesGuessed = strings.HasPrefix(spec.Base, transportArchive+":")
 		if baseDigest, err = base.Digest(); err != nil {
 			return nil, fmt.Errorf("build image: base %s: %w", spec.Base, err)

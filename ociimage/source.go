@@ -54,6 +54,16 @@ type Digester interface {
 //
 // Open reads the config and the small metadata layer; blobs are fetched by OpenBlob.
 func Open(ctx context.Context, ref string) (Source, error) {
+	return OpenArch(ctx, ref, "")
+}
+
+// OpenArch is Open for the image of one architecture ("x86_64", "aarch64", ... as stream
+// metadata names them) where ref is an image index; "" means this machine's.
+func OpenArch(ctx context.Context, ref, arch string) (Source, error) {
+	platform := hostPlatform()
+	if arch != "" {
+		platform = ArchPlatform(arch)
+	}
 	if ref == "" {
 		ref = transportDir + ":" + DataDir
 	}
@@ -65,11 +75,11 @@ func Open(ctx context.Context, ref string) (Source, error) {
 	case transportDir:
 		return openDir(ctx, r)
 	case transportOCI:
-		return openLayout(ctx, r)
+		return openLayout(ctx, r, platform)
 	case transportArchive:
 		return openArchive(ctx, r)
 	case transportDocker:
-		return openRemote(ctx, r)
+		return openRemote(ctx, r, platform)
 	}
 	return nil, fmt.Errorf("image reference %q: cannot read transport %s: %s", ref, r.transport, refHelp)
 }

@@ -53,8 +53,8 @@ func configAndLayers(img v1.Image) (*v1.ConfigFile, *v1.Manifest, string, error)
 	return cfg, m, d.String(), nil
 }
 
-func openLayout(ctx context.Context, r imageRef) (Source, error) {
-	img, err := layoutImage(r, hostPlatform())
+func openLayout(ctx context.Context, r imageRef, platform v1.Platform) (Source, error) {
+	img, err := layoutImage(r, platform)
 	if err != nil {
 		return nil, err
 	}
@@ -146,8 +146,8 @@ func listOrNone(s []string) string {
 	return strings.Join(s, ", ")
 }
 
-func openRemote(ctx context.Context, r imageRef) (Source, error) {
-	p, err := remote.NewPuller(remoteOptions(ctx)...)
+func openRemote(ctx context.Context, r imageRef, platform v1.Platform) (Source, error) {
+	p, err := remote.NewPuller(append(remoteOptions(ctx), remote.WithPlatform(platform))...)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +155,12 @@ func openRemote(ctx context.Context, r imageRef) (Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", r, explainRemote(err, r.docker))
 	}
-	img, err := desc.Image()
+	var img v1.Image
+	if desc.MediaType.IsIndex() {
+		img, err = indexImage(desc, platform)
+	} else {
+		img, err = desc.Image()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", r, explainRemote(err, r.docker))
 	}
@@ -163,13 +168,12 @@ func openRemote(ctx context.Context, r imageRef) (Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", r, explainRemote(err, r.docker))
 	}
-	repo := r.docker.Context()
+	f, err := newBlobFetcher(ctx, r.docker.Context())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r, explainRemote(err, r.docker))
+	}
 	open := func(ctx context.Context, i int) (io.ReadCloser, error) {
-		l, err := p.Layer(ctx, repo.Digest(m.Layers[i].Digest.String()))
-		if err != nil {
-			return nil, explainRemote(err, r.docker)
-		}
-		rc, err := l.Compressed()
+		rc, err := f.open(ctx, m.Layers[i])
 		if err != nil {
 			return nil, explainRemote(err, r.docker)
 		}
@@ -238,4 +242,17 @@ func readBaseImage(ctx context.Context, ref string, platform v1.Platform) (v1.Im
 		return tarball.ImageFromPath(r.path, tag)
 	}
 	return nil, fmt.Errorf("%s: a base image must be docker://, oci: or docker-archive:", r)
+}
+
+// indexImage picks platform's image of a remote index, saying which platforms there are.
+func indexImage(desc *remote.Descriptor, platform v1.Platform) (v1.Image, error) {
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return nil, err
+	}
+	d, err := platformManifest(idx, platform)
+	if err != nil {
+		return nil, err
+	}
+	return idx.Image(d.Digest)
 }

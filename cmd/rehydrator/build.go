@@ -20,9 +20,10 @@ func newBuildCmd() *cobra.Command {
 		level, jobs                                                  int
 		keepWork, quiet                                              bool
 		signKey, identity                                            string
+		archBinaries                                                 []string
 	)
 	cmd := &cobra.Command{
-		Use:   "build RELEASE_DIR --output REF",
+		Use:   "build RELEASE_DIR... --output REF",
 		Short: "Dehydrate a release directory (stream.json + shipped files) into one image",
 		Long: `Reads RELEASE_DIR/stream.json and every file it lists (named as the last element of its
 location), checks each file's sha256 and, after decompression, its uncompressed-sha256, and
@@ -35,12 +36,21 @@ SHA-256 before it writes anything, and writes the image to REF:
 Layers are zstd-compressed by default (part of the OCI spec; read by podman, skopeo, docker);
 --compression gzip writes gzip layers for older clients. Levels above 11 use the zstd(1) program
 when it is installed (long window, much smaller baseline), else the best Go encoder.
-The same inputs give the same image digest.`,
+The same inputs give the same image digest.
+
+Several RELEASE_DIRs, one per architecture (x86_64, aarch64, ...: the architecture of each
+stream.json), make one image per architecture and an OCI image index over them (oci: or
+docker://); "rehydrate --arch" and podman pick theirs. The tool layer of an architecture other
+than this machine's needs that architecture's static binary: --arch-binary aarch64=PATH.`,
 		Example: `  rehydrator build ./release --output oci:./fcos-images:stable
-  rehydrator build ./release --output docker://registry.example:5000/fcos-images:stable --compression gzip`,
+  rehydrator build ./release --output docker://registry.example:5000/fcos-images:stable --compression gzip
+  rehydrator build ./x86_64 ./aarch64 --arch-binary aarch64=./rehydrator.arm64 --output oci:./fcos-images:stable`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return usagef("build takes exactly one RELEASE_DIR, got %d arguments", len(args))
+			if len(args) == 0 {
+				return usagef("build takes a RELEASE_DIR (one per architecture), got none")
+			}
+			if len(args) > 1 && report != "" {
+				return usagef("--report takes one RELEASE_DIR, got %d", len(args))
 			}
 			if output == "" {
 				return usagef("build needs --output REF (oci:PATH[:TAG], docker-archive:PATH or docker://HOST/REPO:TAG)")
@@ -78,6 +88,16 @@ The same inputs give the same image digest.`,
 				}
 			}
 			start := time.Now()
+			if len(args) > 1 {
+				return buildIndex(cmd, args, output, multiBuild{
+					workDir: workDir, baseline: baseline, jobs: jobs, from: from, binary: binary,
+					archBinaries: archBinaries, comp: comp, say: say, quiet: quiet,
+				})
+			}
+			platform, toolBinary, err := imageTool(args[0], from, binary, archBinaries)
+			if err != nil {
+				return err
+			}
 			res, err := dehydrate.Dehydrate(ctx, args[0], dehydrate.Options{
 				WorkDir: filepath.Join(workDir, "dehydrate"), Baseline: baseline, Jobs: jobs,
 				Generator: "rehydrator " + version, Progress: say,
@@ -95,8 +115,8 @@ The same inputs give the same image digest.`,
 				return err
 			}
 			img, err := ociimage.Build(ctx, ociimage.BuildSpec{
-				Binary: binary, Base: from, Blobs: res.Blobs(), Recipe: recipe, StreamJSON: res.StreamJSON,
-				Compression: comp, Progress: say,
+				Binary: toolBinary, Base: from, Blobs: res.Blobs(), Recipe: recipe, StreamJSON: res.StreamJSON,
+				Compression: comp, Platform: platform, Progress: say,
 			}, layerDir)
 			if err != nil {
 				return err
@@ -138,6 +158,7 @@ The same inputs give the same image digest.`,
 	f.BoolVar(&keepWork, "keep-workdir", false, "keep the default work directory")
 	f.IntVar(&jobs, "jobs", 0, "parallel jobs (default: number of CPUs)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "print only the image digest")
+	f.StringArrayVar(&archBinaries, "arch-binary", nil, "ARCH=PATH: the static rehydrator binary for another architecture's tool layer (repeatable)")
 	f.StringVar(&report, "report", "", "write what each artifact costs in the image (JSON) to this file")
 	f.StringVar(&signKey, "sign-key", "", "sign the image with this private key (see \"sign\"); checked before the build starts")
 	identityFlag(cmd, &identity)

@@ -25,10 +25,15 @@ type openedImage struct {
 }
 
 func openImage(ctx context.Context, ref string) (*openedImage, error) {
+	return openImageArch(ctx, ref, "")
+}
+
+// openImageArch opens the image for arch ("" for this machine's) where ref is an index.
+func openImageArch(ctx context.Context, ref, arch string) (*openedImage, error) {
 	if ref == "" {
 		ref = os.Getenv("REHYDRATOR_IMAGE")
 	}
-	src, err := ociimage.Open(ctx, ref)
+	src, err := ociimage.OpenArch(ctx, ref, arch)
 	if err != nil {
 		return nil, err
 	}

@@ -45,7 +45,7 @@ missing, by another key, or for another image (see "verify").`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			img, err := openImage(ctx, ref)
+			img, err := openImageArch(ctx, ref, sel.Arch)
 			if err != nil {
 				return err
 			}
@@ -68,9 +68,9 @@ missing, by another key, or for another image (see "verify").`,
 				if isTerminal(os.Stdout) {
 					return usagef("refusing to write disk images to a terminal: redirect standard output (> FILE or | tar xf -) or give a directory")
 				}
-				return eng.WriteStream(ctx, os.Stdout, arts, progress)
+				return explainWriteErr(eng.WriteStream(ctx, os.Stdout, arts, progress), "-")
 			}
-			return eng.WriteDir(ctx, args[0], arts, progress)
+			return explainWriteErr(eng.WriteDir(ctx, args[0], arts, progress), args[0])
 		},
 	}
 	f := cmd.Flags()
@@ -78,7 +78,7 @@ missing, by another key, or for another image (see "verify").`,
 	f.BoolVar(&sel.ISO, "iso", false, "the metal live ISO")
 	f.BoolVar(&sel.PXE, "pxe", false, "the PXE set: kernel, initramfs and rootfs")
 	f.BoolVar(&sel.All, "all", false, "every artifact of the architecture")
-	f.StringVar(&sel.Arch, "arch", "", "architecture (default: this machine's, or the image's only one)")
+	f.StringVar(&sel.Arch, "arch", "", "architecture: x86_64, aarch64, ... (default: this machine's, or the image's only one); picks the image of an index")
 	f.StringVar(&tmpDir, "tmpdir", "", "where to keep intermediate files some recipes need (default $TMPDIR)")
 	f.BoolVar(&noProgr, "no-progress", false, "never draw progress on standard error")
 	f.StringVar(&verifyKey, "verify-key", "", "refuse the image unless it carries a valid signature by this public key (see \"verify\")")

@@ -33,8 +33,10 @@ func TestMain(m *testing.M) {
 	}
 	bin = filepath.Join(dir, "rehydrator")
 	// The release build: static, with cgo for the C zlib and libzstd that reproduce VMDK grains
-	// and squashfs blocks bit for bit (scripts/demo.sh builds it the same way).
-	cmd := exec.Command("go", "build", "-tags", "netgo,osusergo", "-ldflags", "-linkmode external -extldflags -static",
+	// and squashfs blocks bit for bit (scripts/demo.sh and the Containerfile build it the same
+	// way); -trimpath, as the Containerfile builds: the container test then reuses the compiled
+	// packages.
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", "netgo,osusergo", "-ldflags", "-linkmode external -extldflags -static",
 		"-o", bin, "github.com/rehydrator/rehydrator/cmd/rehydrator")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 	if out, err := cmd.CombinedOutput(); err != nil {
