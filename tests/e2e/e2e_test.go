@@ -131,7 +131,13 @@ func fileSHA(t *testing.T, path string) string {
 
 func smallRelease(t *testing.T) (*fixtures.Release, *streammeta.Release) {
 	t.Helper()
-	rel := fixtures.Cached(t, fixtures.TestOptions())
+	return release(t, fixtures.TestOptions())
+}
+
+// release returns the cached fixture release made with opt, and its stream metadata.
+func release(t *testing.T, opt fixtures.Options) (*fixtures.Release, *streammeta.Release) {
+	t.Helper()
+	rel := fixtures.Cached(t, opt)
 	raw, err := os.ReadFile(rel.StreamPath)
 	if err != nil {
 		t.Fatal(err)
@@ -396,15 +402,7 @@ func unpack(t *testing.T, layoutDir string) string {
 func TestEveryPlatform(t *testing.T) {
 	opt := fixtures.TestOptions()
 	opt.Platforms = fixtures.AllPlatforms
-	rel := fixtures.Cached(t, opt)
-	raw, err := os.ReadFile(rel.StreamPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sm, err := streammeta.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rel, sm := release(t, opt)
 	orig := originals(t, rel, sm)
 	ref := "oci:" + filepath.Join(t.TempDir(), "layout") + ":all"
 	mustRun(t, "build", rel.Dir, "--output", ref, "--level", "3", "-q")

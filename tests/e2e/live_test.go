@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rehydrator/rehydrator/streammeta"
 	"github.com/rehydrator/rehydrator/tests/fixtures"
 )
 
@@ -18,15 +17,7 @@ import (
 func TestLiveISOFromBaseline(t *testing.T) {
 	opt := fixtures.TestOptions()
 	opt.Platforms = []string{"qemu", "metal", "live"}
-	rel := fixtures.Cached(t, opt)
-	raw, err := os.ReadFile(rel.StreamPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sm, err := streammeta.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rel, sm := release(t, opt)
 	work := t.TempDir()
 	ref := "oci:" + filepath.Join(work, "layout") + ":live"
 	report := filepath.Join(work, "report.json")
