@@ -20,9 +20,9 @@ const (
 	// maxFrame bounds a frame's compressed and decompressed size; squashfs blocks are at most
 	// 1 MiB. Larger frames are left as they are.
 	maxFrame = 4 << 20
-	// maxFrames bounds the header a reader accepts (a 16 GiB squashfs of 128 KiB blocks has
-	// 128 Ki frames).
-	maxFrames = 16 << 20
+	// maxFrames bounds the header a reader accepts, and so its memory (24 bytes a frame): a
+	// 16 GiB squashfs of 128 KiB blocks has 128 Ki frames.
+	maxFrames = 4 << 20
 )
 
 // ErrFormat marks an expanded stream that is not well formed.
