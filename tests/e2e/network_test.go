@@ -14,6 +14,7 @@ import (
 
 	"github.com/rehydrator/rehydrator/internal/testregistry"
 	"github.com/rehydrator/rehydrator/ociimage"
+	"github.com/rehydrator/rehydrator/rehydrate"
 )
 
 // bigBlob is the size from which the fault proxy treats a blob as a data layer (the config and
@@ -127,7 +128,7 @@ func TestRegistryFaults(t *testing.T) {
 		proxy.setRule(func(int) fault { return pass })
 		checkOne(t, ref, sm, "qemu")
 		got, _ := proxy.fetched()
-		baseline := layers["sha256:"+find(t, sm, "qemu").UncompressedSHA256]
+		baseline := layers[baselineBlob(t, layoutRef)]
 		want := []string{layers["metadata"], baseline, layers["config"]}
 		sort.Strings(want)
 		if strings.Join(got, " ") != strings.Join(want, " ") {
@@ -194,6 +195,32 @@ func TestRegistryFaults(t *testing.T) {
 
 // layerDigests maps the blob each layer of the layout's only image carries to the layer's
 // digest, with "metadata" and "config" for those two.
+// baselineBlob is the blob the qemu disk's recipe starts from: the baseline as stored (through
+// the x86 filter, so not the digest of qemu.qcow2 itself).
+func baselineBlob(t *testing.T, ref string) string {
+	t.Helper()
+	src, err := ociimage.Open(t.Context(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	rj, _, err := src.Metadata(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := rehydrate.ParseRecipe(rj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range r.Artifacts {
+		if a.Disk == "qemu" {
+			return a.Steps[0].Blob
+		}
+	}
+	t.Fatal("the recipe has no qemu disk")
+	return ""
+}
+
 func layerDigests(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	p, err := layout.FromPath(dir)
