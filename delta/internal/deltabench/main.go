@@ -25,6 +25,7 @@ func main() {
 	bs := flag.Int("bs", 0, "block size (0: default)")
 	verify := flag.Bool("verify", false, "apply the delta with delta.Patch and compare with the target")
 	lrs := flag.Bool("librsync-go", false, "run librsync-go v0.9.0 (signature + delta) instead")
+	flag.BoolVar(&aligned, "aligned", false, "run delta.ComputeAligned (what the planner runs first for same-size pairs) instead of delta.Compute")
 	flag.Parse()
 	if flag.NArg() != 2 {
 		fmt.Fprintln(os.Stderr, "usage: deltabench [-o DELTA] [-bs N] [-verify] BASE TARGET")
@@ -39,6 +40,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// aligned selects delta.ComputeAligned.
+var aligned bool
 
 func open(path string) (*os.File, int64, error) {
 	f, err := os.Open(path)
@@ -79,7 +83,12 @@ func run(basePath, targetPath, outPath string, bs int, verify bool) error {
 		w = io.MultiWriter(f, w)
 	}
 	start := time.Now()
-	st, err := delta.Compute(base, baseSize, target, targetSize, w, delta.Options{BlockSize: bs})
+	var st delta.Stats
+	if aligned {
+		st, err = delta.ComputeAligned(base, baseSize, target, targetSize, w)
+	} else {
+		st, err = delta.Compute(base, baseSize, target, targetSize, w, delta.Options{BlockSize: bs})
+	}
 	if err != nil {
 		return err
 	}
