@@ -329,13 +329,14 @@ func Dehydrate(ctx context.Context, dir string, opt Options) (*Result, error) {
 	return res, nil
 }
 
-// SelfCheck rehydrates every artifact of res from its blobs and compares SHA-256.
+// SelfCheck rehydrates every artifact of res from its blobs and compares SHA-256. The artifacts
+// share one engine, so what several of them read (the live ISO the PXE files are cut from) is
+// rebuilt once.
 func SelfCheck(ctx context.Context, res *Result, tmpDir string, jobs int, say func(string, ...any)) error {
-	src := LocalBlobs(res.BlobPaths)
+	eng := rehydrate.NewEngine(res.Recipe, LocalBlobs(res.BlobPaths), tmpDir)
+	defer eng.Close()
 	return parallel(ctx, jobs, len(res.Recipe.Artifacts), func(i int) error {
 		a := res.Recipe.Artifacts[i]
-		eng := rehydrate.NewEngine(res.Recipe, src, tmpDir)
-		defer eng.Close()
 		start := time.Now()
 		if err := eng.Rehydrate(ctx, a.ID, io.Discard, nil); err != nil {
 			return fmt.Errorf("self-check failed, refusing to build: %w", err)

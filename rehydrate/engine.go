@@ -34,20 +34,29 @@ type BlobPather interface {
 // ErrChecksum marks rehydrated bytes that are not the artifact the recipe promises.
 var ErrChecksum = errors.New("sha256 mismatch")
 
-// Engine runs recipes. It is not safe for concurrent use; Close removes its temporary files.
+// Engine runs recipes. Rehydrate may be called from several goroutines at once: they share the
+// engine's materialised intermediate files (each made once). Close removes those files; call it
+// when no Rehydrate is running.
 type Engine struct {
 	recipe  *Recipe
 	blobs   BlobSource
 	tempDir string
 
 	mu      sync.Mutex
-	spooled map[string]*os.File // materialised intermediate results, by pipeline key
+	spooled map[string]*spoolEntry // materialised intermediate results, by pipeline key
+}
+
+// spoolEntry is one materialised intermediate result; done is closed once f (or err) is set.
+type spoolEntry struct {
+	done chan struct{}
+	f    *os.File
+	err  error
 }
 
 // NewEngine returns an engine that reads blobs from src and keeps the intermediate files that
 // random-access steps need in tempDir ("" for the system default).
 func NewEngine(r *Recipe, src BlobSource, tempDir string) *Engine {
-	return &Engine{recipe: r, blobs: src, tempDir: tempDir, spooled: map[string]*os.File{}}
+	return &Engine{recipe: r, blobs: src, tempDir: tempDir, spooled: map[string]*spoolEntry{}}
 }
 
 // Close removes the engine's temporary files.
@@ -55,10 +64,17 @@ func (e *Engine) Close() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var first error
-	for k, f := range e.spooled {
-		f.Close()
-		if err := os.Remove(f.Name()); err != nil && first == nil {
-			first = err
+	for k, s := range e.spooled {
+		select {
+		case <-s.done:
+		default:
+			continue // still being written by a running Rehydrate, which owns it until done
+		}
+		if s.f != nil {
+			s.f.Close()
+			if err := os.Remove(s.f.Name()); err != nil && first == nil {
+				first = err
+			}
 		}
 		delete(e.spooled, k)
 	}
@@ -348,39 +364,62 @@ func (f closerFunc) Close() error { f(); return nil }
 
 // randomAccess returns in as an io.ReaderAt, writing its stream to a temporary file first when
 // it has none. Materialised files are kept (by pipeline key) for the engine's lifetime, so the
-// baseline is spooled once even when several artifacts derive from it.
+// baseline is spooled once even when several artifacts derive from it; a caller that finds the
+// file being written by another goroutine waits for it instead of writing its own.
 func (e *Engine) randomAccess(in *value) (io.ReaderAt, error) {
 	if in.ra != nil {
 		return in.ra, nil
 	}
 	e.mu.Lock()
-	f, ok := e.spooled[in.key]
+	s, ok := e.spooled[in.key]
+	if !ok {
+		s = &spoolEntry{done: make(chan struct{})}
+		e.spooled[in.key] = s
+	}
 	e.mu.Unlock()
 	if ok {
 		in.close()
-		st, err := f.Stat()
+		<-s.done
+		if s.err != nil {
+			return nil, s.err
+		}
+		st, err := s.f.Stat()
 		if err != nil {
 			return nil, err
 		}
 		in.size = st.Size()
-		return f, nil
+		return s.f, nil
 	}
+	f, n, err := e.spoolFile(in.r)
+	in.close()
+	s.f, s.err = f, err
+	if err != nil {
+		e.mu.Lock()
+		delete(e.spooled, in.key) // a later call may try again
+		e.mu.Unlock()
+	} else {
+		in.size = n
+	}
+	close(s.done)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// spoolFile writes r to a new temporary file in the engine's directory.
+func (e *Engine) spoolFile(r io.Reader) (*os.File, int64, error) {
 	f, err := os.CreateTemp(e.tempDir, ".rehydrator-spool-*")
 	if err != nil {
-		return nil, fmt.Errorf("spool: %w (set TMPDIR or --tmpdir to a directory with room)", err)
+		return nil, 0, fmt.Errorf("spool: %w (set TMPDIR or --tmpdir to a directory with room)", err)
 	}
-	n, err := spool(f, in.r)
-	in.close()
+	n, err := spool(f, r)
 	if err != nil {
 		f.Close()
 		os.Remove(f.Name())
-		return nil, fmt.Errorf("spool: %w", err)
+		return nil, 0, fmt.Errorf("spool: %w", err)
 	}
-	in.size = n
-	e.mu.Lock()
-	e.spooled[in.key] = f
-	e.mu.Unlock()
-	return f, nil
+	return f, n, nil
 }
 
 // spool copies r to f, leaving holes for all-zero 64 KiB blocks (disk images are mostly zeros).

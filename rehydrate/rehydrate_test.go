@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rehydrator/rehydrator/delta"
@@ -292,4 +293,48 @@ func FuzzParseRecipe(f *testing.F) {
 		r.Select(Selection{All: true})
 		r.BlobsFor(r.Arches()...)
 	})
+}
+
+// Pieces of one derived artifact rehydrated at the same time from one engine (as build's
+// self-check does with the PXE files of the live ISO) share a single spooled rebuild of it.
+func TestConcurrentExtractsShareOneSpool(t *testing.T) {
+	f := newFixture(t)
+	var pieces []Artifact
+	for i := range 6 {
+		off, n := int64(i)*400_000, int64(300_000)
+		pieces = append(pieces, Artifact{ID: fmt.Sprintf("x86_64/metal/pxe/piece%d", i), Arch: "x86_64", Platform: "metal", Format: "pxe",
+			Kind: fmt.Sprintf("piece%d", i), Name: fmt.Sprintf("piece%d", i), Size: n, SHA256: hexOf(f.target[off : off+n]),
+			Steps: []Step{{Op: OpRef, Ref: "x86_64/openstack/qcow2.xz/disk"}, {Op: OpExtract, Offset: off, Length: n}}})
+	}
+	f.recipe.Artifacts = append(f.recipe.Artifacts[:2], pieces...)
+	if err := f.recipe.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	eng := NewEngine(f.recipe, f.blobs, dir)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(pieces))
+	for _, a := range pieces {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- eng.Rehydrate(context.Background(), a.ID, io.Discard, nil)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if files, _ := os.ReadDir(dir); len(files) != 1 {
+		t.Fatalf("%d spool files, want 1 shared by every piece", len(files))
+	}
+	if err := eng.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if files, _ := os.ReadDir(dir); len(files) != 0 {
+		t.Fatalf("Close left %d spool files", len(files))
+	}
 }
