@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/rehydrator/rehydrator/internal/ctxio"
 	"github.com/rehydrator/rehydrator/rehydrate"
 	"github.com/rehydrator/rehydrator/x86filter"
 )
@@ -27,7 +28,7 @@ func storeBaseline(ctx context.Context, a rehydrate.Artifact, path, blobDir stri
 	}
 	defer in.Close()
 	c, err := writeBlob(blobDir, func(w io.Writer) error {
-		_, err := io.Copy(w, ctxReader{ctx, x86filter.NewEncoder(bufio.NewReaderSize(in, 1<<20))})
+		_, err := io.Copy(w, ctxio.Reader(ctx, x86filter.NewEncoder(bufio.NewReaderSize(in, 1<<20))))
 		return err
 	})
 	if err != nil {
@@ -38,17 +39,4 @@ func storeBaseline(ctx context.Context, a rehydrate.Artifact, path, blobDir stri
 		return nil, "", 0, fmt.Errorf("x86 filter wrote %d bytes of %d", c.size, a.Size)
 	}
 	return []rehydrate.Step{{Op: rehydrate.OpBlob, Blob: c.digest}, {Op: rehydrate.OpX86Decode}}, c.path, c.size, nil
-}
-
-// ctxReader stops a long copy when the build is cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (r ctxReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.r.Read(p)
 }

@@ -467,24 +467,16 @@ func (c *candidate) steps(baseline []rehydrate.Step) []rehydrate.Step {
 // qcow2 target, against the qcow2 file itself and, guest view to guest view, re-encoded with the
 // target's layout; for any other disk, against the baseline's guest (raw) view.
 func deltaCandidates(ctx context.Context, basePath, targetPath, blobDir string, opt delta.Options) ([]*candidate, error) {
-	base, err := os.Open(basePath)
+	base, bsize, err := openSized(basePath)
 	if err != nil {
 		return nil, err
 	}
 	defer base.Close()
-	bst, err := base.Stat()
-	if err != nil {
-		return nil, err
-	}
-	target, err := os.Open(targetPath)
+	target, tsize, err := openSized(targetPath)
 	if err != nil {
 		return nil, err
 	}
 	defer target.Close()
-	tst, err := target.Stat()
-	if err != nil {
-		return nil, err
-	}
 	var out []*candidate
 	try := func(ra io.ReaderAt, size int64, decoded bool, tra io.ReaderAt, tsize int64) error {
 		if err := ctx.Err(); err != nil {
@@ -498,21 +490,21 @@ func deltaCandidates(ctx context.Context, basePath, targetPath, blobDir string, 
 		out = append(out, c)
 		return nil
 	}
-	img, err := qcow2.Open(base, bst.Size())
+	img, err := qcow2.Open(base, bsize)
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
 	if !isQcow2(targetPath) {
-		return out, try(img, img.Size(), true, target, tst.Size())
+		return out, try(img, img.Size(), true, target, tsize)
 	}
-	if err := try(base, bst.Size(), false, target, tst.Size()); err != nil {
+	if err := try(base, bsize, false, target, tsize); err != nil {
 		return nil, err
 	}
 	if out[0].cost() <= reencodeAbove && !forceReencode {
 		return out, nil // the re-encode route could not be chosen (see better): do not compute it
 	}
 	// The guest-to-guest route, when the target's layout can be reproduced by qcow2.Encode.
-	timg, err := qcow2.Open(target, tst.Size())
+	timg, err := qcow2.Open(target, tsize)
 	if err != nil {
 		return out, nil
 	}
@@ -689,4 +681,18 @@ func sortedValues(m map[string]int) []int {
 	}
 	sort.Ints(out)
 	return out
+}
+
+// openSized opens path for reading and returns it with its size.
+func openSized(path string) (*os.File, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, st.Size(), nil
 }

@@ -136,32 +136,24 @@ func step(op string, params any) rehydrate.Step {
 // target has no such format; whole is set when it has one this build cannot re-encode
 // (note says why), so no plain delta of its compressed bytes is worth computing either.
 func formatCandidate(ctx context.Context, basePath, baseDigest, targetPath, targetSHA, blobDir string, opt delta.Options) (c *candidate, whole bool, note string, err error) {
-	base, err := os.Open(basePath)
+	base, bsize, err := openSized(basePath)
 	if err != nil {
 		return nil, false, "", err
 	}
 	defer base.Close()
-	target, err := os.Open(targetPath)
+	target, tsize, err := openSized(targetPath)
 	if err != nil {
 		return nil, false, "", err
 	}
 	defer target.Close()
-	bst, err := base.Stat()
-	if err != nil {
-		return nil, false, "", err
-	}
-	tst, err := target.Stat()
-	if err != nil {
-		return nil, false, "", err
-	}
-	df, err := detectFormat(target, tst.Size())
+	df, err := detectFormat(target, tsize)
 	if errors.Is(err, errNoEncoder) {
 		return nil, true, err.Error(), nil
 	}
 	if err != nil || df == nil {
 		return nil, false, "", err
 	}
-	img, err := qcow2.Open(base, bst.Size())
+	img, err := qcow2.Open(base, bsize)
 	if err != nil {
 		return nil, false, "", fmt.Errorf("baseline: %w", err)
 	}
@@ -210,7 +202,7 @@ func formatCandidate(ctx context.Context, basePath, baseDigest, targetPath, targ
 			return nil, false, "", fmt.Errorf("%s steps: %w", df.name, err)
 		}
 		n := sw.off
-		left, err := writeDelta(tmp, n, target, tst.Size(), blobDir, opt)
+		left, err := writeDelta(tmp, n, target, tsize, blobDir, opt)
 		if err != nil {
 			return nil, false, "", fmt.Errorf("%s leftover: %w", df.name, err)
 		}

@@ -21,20 +21,16 @@ const precompMinCover = 4 // 1/4
 // order, since the squashfs lays the files out anew — and compress them again when rehydrating
 // (zstd-restore). It returns nil when the file holds too few such frames.
 func precompCandidate(ctx context.Context, basePath, targetPath, blobDir string, opt delta.Options, say func(string, ...any)) (*candidate, error) {
-	target, err := os.Open(targetPath)
+	target, tsize, err := openSized(targetPath)
 	if err != nil {
 		return nil, err
 	}
 	defer target.Close()
-	tst, err := target.Stat()
+	plan, err := precomp.Scan(target, tsize)
 	if err != nil {
 		return nil, err
 	}
-	plan, err := precomp.Scan(target, tst.Size())
-	if err != nil {
-		return nil, err
-	}
-	if plan.Covered()*precompMinCover < tst.Size() {
+	if plan.Covered()*precompMinCover < tsize {
 		if precomp.Version() == "" {
 			say("%s: built without cgo, so its zstd frames cannot be reproduced: stored as it is", targetPath)
 		}
@@ -44,7 +40,7 @@ func precompCandidate(ctx context.Context, basePath, targetPath, blobDir string,
 		return nil, err
 	}
 	say("%s: %d zstd frames (level %d, libzstd %s) hold %d of %d bytes: expanding them", targetPath,
-		len(plan.Frames), plan.Level, precomp.Version(), plan.Covered(), tst.Size())
+		len(plan.Frames), plan.Level, precomp.Version(), plan.Covered(), tsize)
 	x, err := os.CreateTemp(blobDir, ".expanded-*")
 	if err != nil {
 		return nil, err
@@ -52,24 +48,20 @@ func precompCandidate(ctx context.Context, basePath, targetPath, blobDir string,
 	defer os.Remove(x.Name())
 	defer x.Close()
 	bw := bufio.NewWriterSize(x, 1<<20)
-	if err := precomp.Expand(bw, target, tst.Size(), plan); err != nil {
+	if err := precomp.Expand(bw, target, tsize, plan); err != nil {
 		return nil, fmt.Errorf("expand: %w", err)
 	}
 	if err := bw.Flush(); err != nil {
 		return nil, err
 	}
-	xsize := plan.ExpandedSize(tst.Size())
+	xsize := plan.ExpandedSize(tsize)
 
-	base, err := os.Open(basePath)
+	base, bsize, err := openSized(basePath)
 	if err != nil {
 		return nil, err
 	}
 	defer base.Close()
-	bst, err := base.Stat()
-	if err != nil {
-		return nil, err
-	}
-	img, err := qcow2.Open(base, bst.Size())
+	img, err := qcow2.Open(base, bsize)
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}

@@ -2,7 +2,6 @@ package dehydrate
 
 import (
 	"errors"
-	"os"
 
 	"github.com/rehydrator/rehydrator/iso"
 	"github.com/rehydrator/rehydrator/rehydrate"
@@ -13,16 +12,12 @@ import (
 // ISO, byte for byte, and returns the steps that cut it out of the rehydrated ISO: the PXE set
 // then costs nothing in the image. ok is false when the file is not inside the ISO.
 func planFromISO(a streammeta.Artifact, size int64, isoArt rehydrate.Artifact, isoPath string) (steps []rehydrate.Step, ok bool, err error) {
-	f, err := os.Open(isoPath)
+	f, isoSize, err := openSized(isoPath)
 	if err != nil {
 		return nil, false, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, false, err
-	}
-	img, err := iso.Open(f, st.Size())
+	img, err := iso.Open(f, isoSize)
 	if err != nil {
 		return nil, false, nil // not an ISO we can read: store the PXE file another way
 	}

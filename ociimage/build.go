@@ -19,6 +19,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/rehydrator/rehydrator/internal/ctxio"
 )
 
 // BuildSpec is everything an image is made of. The same spec (same file contents) gives the
@@ -243,7 +245,7 @@ func (b *builder) hashBlobs(ctx context.Context) ([]blobFile, error) {
 		}
 		b.report("hashing blob %s (%s)", p, humanSize(st.Size()))
 		h := sha256.New()
-		n, err := io.CopyBuffer(h, ctxReader{ctx, f}, make([]byte, 1<<20))
+		n, err := io.CopyBuffer(h, ctxio.Reader(ctx, f), make([]byte, 1<<20))
 		if err != nil {
 			return fmt.Errorf("blob %s: %w", p, err)
 		}

@@ -56,7 +56,9 @@ func WriteIndex(ctx context.Context, ref string, imgs []v1.Image) (string, error
 	}
 	switch r.transport {
 	case transportOCI:
-		err = writeLayoutIndex(ctx, r, idx, imgs)
+		err = writeLayout(ctx, r, imgs, func(p layout.Path, m match.Matcher, opts ...layout.Option) error {
+			return p.ReplaceIndex(idx, m, opts...)
+		})
 	case transportDocker:
 		if err = remote.WriteIndex(r.docker, idx, remoteOptions(ctx)...); err != nil {
 			err = explainRemote(err, r.docker)
@@ -68,25 +70,6 @@ func WriteIndex(ctx context.Context, ref string, imgs []v1.Image) (string, error
 		return "", fmt.Errorf("write %s: %w", ref, err)
 	}
 	return d.String(), nil
-}
-
-func writeLayoutIndex(ctx context.Context, r imageRef, idx v1.ImageIndex, imgs []v1.Image) error {
-	p, err := openOrCreateLayout(r.path)
-	if err != nil {
-		return err
-	}
-	for _, img := range imgs {
-		if err := linkLayerFiles(ctx, p, img); err != nil {
-			return err
-		}
-	}
-	var opts []layout.Option
-	matcher := func(d v1.Descriptor) bool { _, ok := d.Annotations[annotationRefName]; return !ok }
-	if r.tag != "" {
-		opts = append(opts, layout.WithAnnotations(map[string]string{annotationRefName: r.tag}))
-		matcher = match.Annotation(annotationRefName, r.tag)
-	}
-	return p.ReplaceIndex(idx, matcher, opts...)
 }
 
 // checkBasePlatform refuses a base image made for another platform than the one being built.

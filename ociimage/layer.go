@@ -17,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/rehydrator/rehydrator/internal/ctxio"
 )
 
 // Compression says how layers are compressed.
@@ -187,7 +189,7 @@ func (c Compression) encode(ctx context.Context, out io.Writer, tarHash hash.Has
 		}
 		enc = w
 	}
-	if err := writeTar(io.MultiWriter(ctxWriter{ctx, enc}, tarHash)); err != nil {
+	if err := writeTar(io.MultiWriter(ctxio.Writer(ctx, enc), tarHash)); err != nil {
 		enc.Close()
 		return err
 	}
@@ -252,7 +254,7 @@ func checkLayerFile(ctx context.Context, path, algo string, diffID v1.Hash) erro
 	}
 	defer rc.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, ctxReader{ctx, rc}); err != nil {
+	if _, err := io.Copy(h, ctxio.Reader(ctx, rc)); err != nil {
 		return fmt.Errorf("output does not decompress: %w", err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != diffID.Hex {
@@ -277,31 +279,6 @@ func (w *hashingWriter) Write(p []byte) (int, error) {
 	w.h.Write(p[:n])
 	w.n += int64(n)
 	return n, err
-}
-
-// ctxWriter and ctxReader make long copies stop when the context is cancelled.
-type ctxWriter struct {
-	ctx context.Context
-	w   io.Writer
-}
-
-func (w ctxWriter) Write(p []byte) (int, error) {
-	if err := w.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return w.w.Write(p)
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (r ctxReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.r.Read(p)
 }
 
 type limitedBuffer struct {

@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/rehydrator/rehydrator/internal/ctxio"
 )
 
 // Source gives the metadata and blobs of one rehydrator image, wherever it is.
@@ -163,7 +165,7 @@ func (s *imageSource) readLayerFiles(ctx context.Context, diffID v1.Hash, names 
 	// The whole layer is hashed and compared with its diffID: the config that names the
 	// diffID is checked against the manifest, so a signed manifest vouches for these files.
 	h := sha256.New()
-	layer := io.TeeReader(ctxReader{ctx, rc}, h)
+	layer := io.TeeReader(ctxio.Reader(ctx, rc), h)
 	tr := tar.NewReader(layer)
 	for len(out) < len(names) {
 		hdr, err := tr.Next()

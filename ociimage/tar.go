@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/rehydrator/rehydrator/internal/ctxio"
 )
 
 // tarEntry is one regular file of a layer; directories are added for every parent.
@@ -102,7 +104,7 @@ func copyEntry(ctx context.Context, tw io.Writer, e tarEntry) error {
 		dst = io.MultiWriter(tw, h)
 	}
 	buf := make([]byte, 1<<20)
-	n, err := io.CopyBuffer(dst, io.LimitReader(ctxReader{ctx, rc}, e.size), buf)
+	n, err := io.CopyBuffer(dst, io.LimitReader(ctxio.Reader(ctx, rc), e.size), buf)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/match"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/rehydrator/rehydrator/internal/ctxio"
 )
 
 // Write stores img at ref and returns its manifest digest ("sha256:<hex>"):
@@ -41,7 +43,9 @@ func Write(ctx context.Context, ref string, img v1.Image) (string, error) {
 	}
 	switch r.transport {
 	case transportOCI:
-		err = writeLayout(ctx, r, img)
+		err = writeLayout(ctx, r, []v1.Image{img}, func(p layout.Path, m match.Matcher, opts ...layout.Option) error {
+			return p.ReplaceImage(img, m, opts...)
+		})
 	case transportArchive:
 		err = writeArchive(ctx, r, img, d)
 	case transportDocker:
@@ -69,13 +73,17 @@ func remoteOptions(ctx context.Context) []remote.Option {
 	}
 }
 
-func writeLayout(ctx context.Context, r imageRef, img v1.Image) error {
+// writeLayout links the layer files of imgs into the OCI layout at r and has replace put the
+// image or index there under r's tag, replacing the one that had that tag (or no tag).
+func writeLayout(ctx context.Context, r imageRef, imgs []v1.Image, replace func(layout.Path, match.Matcher, ...layout.Option) error) error {
 	p, err := openOrCreateLayout(r.path)
 	if err != nil {
 		return err
 	}
-	if err := linkLayerFiles(ctx, p, img); err != nil {
-		return err
+	for _, img := range imgs {
+		if err := linkLayerFiles(ctx, p, img); err != nil {
+			return err
+		}
 	}
 	var opts []layout.Option
 	matcher := func(d v1.Descriptor) bool { _, ok := d.Annotations[annotationRefName]; return !ok }
@@ -83,7 +91,7 @@ func writeLayout(ctx context.Context, r imageRef, img v1.Image) error {
 		opts = append(opts, layout.WithAnnotations(map[string]string{annotationRefName: r.tag}))
 		matcher = match.Annotation(annotationRefName, r.tag)
 	}
-	return p.ReplaceImage(img, matcher, opts...)
+	return replace(p, matcher, opts...)
 }
 
 func openOrCreateLayout(dir string) (layout.Path, error) {
@@ -145,7 +153,7 @@ func writeArchive(ctx context.Context, r imageRef, img v1.Image, d v1.Hash) (err
 		}
 	}()
 	bw := bufio.NewWriterSize(f, 1<<20)
-	if err := tarball.Write(ref, img, ctxWriter{ctx, bw}); err != nil {
+	if err := tarball.Write(ref, img, ctxio.Writer(ctx, bw)); err != nil {
 		return err
 	}
 	if err := bw.Flush(); err != nil {
