@@ -18,6 +18,14 @@ CGO_ENABLED=1 go build -trimpath -tags osusergo,netgo -ldflags="-s -w -linkmode 
 for d in aws vmware azure gcp digitalocean; do
   rm -rf "$B/out" && mkdir -p "$B/out"
   /usr/bin/time -f "rehydrate --disk $d: %e s wall, %U s user, %M KiB max RSS" "$B/rehydrator" rehydrate "$B/out" --disk "$d" --no-progress --image "oci:$B/layout:bench"
+  # Side by side: what a user of the shipped file does to get and check the same bytes.
+  f=$(ls "$rel"/*-"$d".*)
+  case "$f" in
+    *.xz) dec="xz -dc" ;;
+    *.gz) dec="gzip -dc" ;;
+    *) dec="cat" ;;
+  esac
+  /usr/bin/time -f "  $dec $(basename "$f") | sha256sum: %e s wall" bash -c "$dec '$f' | sha256sum >/dev/null"
 done
 python3 - "$B/report.json" <<'PY'
 import json, sys
