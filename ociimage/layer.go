@@ -127,6 +127,14 @@ func (c Compression) compressLayer(ctx context.Context, dir string, writeTar fun
 	out := newHashingWriter(bufio.NewWriterSize(f, 1<<20))
 	tarHash := sha256.New()
 	if len(c.Command) > 0 {
+		// The slot is held until the layer has been read back too: decoding a --long=27
+		// frame takes a 128 MiB window, which must not meet another one or a running zstd.
+		select {
+		case commandSlots <- struct{}{}:
+			defer func() { <-commandSlots }()
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 		err = c.runCommand(ctx, out, tarHash, writeTar)
 	} else {
 		err = c.encode(ctx, out, tarHash, writeTar)
@@ -196,19 +204,15 @@ func (c Compression) encode(ctx context.Context, out io.Writer, tarHash hash.Has
 	return enc.Close()
 }
 
-// commandSlots bounds how many external compressors run at once. One `zstd -19 --long=27
-// --single-thread` holds its 128 MiB window and match tables (about 170 MiB); running them one at
-// a time keeps build's peak memory within budget whatever the number of layers (small layers
-// still compress in parallel: their programs finish at once).
+// commandSlots bounds how many external compressors, and the checks of their output, run at
+// once. One `zstd -19 --long=27 --single-thread` holds its 128 MiB window and match tables (about
+// 220 MiB); reading its output back takes a 128 MiB window in this process. Doing one at a time
+// keeps build's peak memory within budget whatever the number of layers (small layers still
+// go quickly: their programs finish at once).
 var commandSlots = make(chan struct{}, 1)
 
+// runCommand runs c.Command with the tar on its stdin; the caller holds a commandSlot.
 func (c Compression) runCommand(ctx context.Context, out io.Writer, tarHash hash.Hash, writeTar func(io.Writer) error) error {
-	select {
-	case commandSlots <- struct{}{}:
-		defer func() { <-commandSlots }()
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 	cmd := exec.CommandContext(ctx, c.Command[0], c.Command[1:]...)
 	cmd.Stdout = out
 	stderr := &limitedBuffer{max: 4096}
@@ -233,7 +237,11 @@ func (c Compression) runCommand(ctx context.Context, out io.Writer, tarHash hash
 	return nil
 }
 
-// checkLayerFile decompresses a layer file and compares the tar's sha256 with diffID.
+// checkDecoder reads back the layers of external zstd commands; guarded by commandSlots.
+var checkDecoder *zstd.Decoder
+
+// checkLayerFile decompresses a layer file and compares the tar's sha256 with diffID. The
+// caller holds a commandSlot.
 func checkLayerFile(ctx context.Context, path, algo string, diffID v1.Hash) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -248,13 +256,31 @@ func checkLayerFile(ctx context.Context, path, algo string, diffID v1.Hash) erro
 		}
 		return fmt.Errorf("output is %s, want %s", got, algo)
 	}
-	rc, err := decompress(io.NopCloser(br))
-	if err != nil {
-		return err
+	var r io.Reader
+	if algo == algoZstd {
+		// One decoder serves every check (they run one at a time, under a commandSlot): a
+		// --long=27 frame needs a 128 MiB window, allocated once here rather than per layer
+		// (a new one before the garbage collector freed the last took the heap to 264 MB).
+		if checkDecoder == nil {
+			if checkDecoder, err = zstd.NewReader(nil, zstd.WithDecoderMaxWindow(maxZstdWindow), zstd.WithDecoderConcurrency(1)); err != nil {
+				return err
+			}
+		}
+		if err := checkDecoder.Reset(br); err != nil {
+			return err
+		}
+		defer checkDecoder.Reset(nil)
+		r = checkDecoder
+	} else {
+		rc, err := decompress(io.NopCloser(br))
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		r = rc
 	}
-	defer rc.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, ctxio.Reader(ctx, rc)); err != nil {
+	if _, err := io.Copy(h, ctxio.Reader(ctx, r)); err != nil {
 		return fmt.Errorf("output does not decompress: %w", err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != diffID.Hex {
