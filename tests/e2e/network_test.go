@@ -193,8 +193,6 @@ func TestRegistryFaults(t *testing.T) {
 	})
 }
 
-// layerDigests maps the blob each layer of the layout's only image carries to the layer's
-// digest, with "metadata" and "config" for those two.
 // baselineBlob is the blob the qemu disk's recipe starts from: the baseline as stored (through
 // the x86 filter, so not the digest of qemu.qcow2 itself).
 func baselineBlob(t *testing.T, ref string) string {
@@ -221,6 +219,8 @@ func baselineBlob(t *testing.T, ref string) string {
 	return ""
 }
 
+// layerDigests maps the blob each layer of the layout's only image carries to the layer's
+// digest, with "metadata" and "config" for those two.
 func layerDigests(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	p, err := layout.FromPath(dir)
