@@ -386,10 +386,17 @@ func (img *Image) readMetadata() error {
 	return nil
 }
 
+// maxBATBytes bounds the BAT held in memory: 8 Mi blocks, 8 TiB of 1 MiB
+// blocks, 128 TiB of qemu's 16 MiB ones.
+const maxBATBytes = 64 << 20
+
 // readBAT reads the BAT entries of the payload blocks (sector bitmap entries,
 // which a dynamic disk leaves zero, are interleaved every ChunkRatio blocks).
 func (img *Image) readBAT() error {
 	entries := img.blockCount + (img.blockCount-1)/img.ChunkRatio
+	if entries*8 > maxBATBytes {
+		return fmt.Errorf("%w: %d blocks of %d bytes need a %d-byte BAT, more than this package holds (%d)", ErrUnsupported, img.blockCount, img.BlockSize, entries*8, maxBATBytes)
+	}
 	if entries*8 > img.batLen {
 		return fmt.Errorf("%w: BAT region at offset %#x holds %d bytes, %d blocks need %d", ErrCorrupt, img.batOff, img.batLen, img.blockCount, entries*8)
 	}
