@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -193,6 +194,59 @@ func smallVHDX(t testing.TB) (vx, raw []byte) {
 	return vx, raw
 }
 
+// TestFilesystem: a real filesystem (ext4 with files, made by mke2fs -d, and
+// an empty XFS like the root's: mkfs.xfs -d agcount=2) round-trips.
+func TestFilesystem(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	os.MkdirAll(src, 0o755)
+	for i := range 40 {
+		b := make([]byte, (i+1)*37*kib)
+		for j := range b {
+			b[j] = byte(j*(i+3)) ^ byte(j>>10)
+		}
+		os.WriteFile(filepath.Join(src, fmt.Sprintf("file%02d", i)), b, 0o644)
+	}
+	for _, fs := range []struct{ name, script string }{
+		{"ext4", "truncate -s 200M disk.raw && mke2fs -q -t ext4 -d src -U 01234567-89ab-cdef-0123-456789abcdef -E root_owner=0:0 disk.raw"},
+		{"xfs", "truncate -s 600M disk.raw && mkfs.xfs -q -d agcount=2 -m uuid=01234567-89ab-cdef-0123-456789abcdef -L root disk.raw"},
+	} {
+		t.Run(fs.name, func(t *testing.T) {
+			os.Remove(filepath.Join(dir, "disk.raw"))
+			cmd := exec.Command("sh", "-ec", fs.script)
+			cmd.Dir = dir
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v\n%s (Debian: apt-get install e2fsprogs xfsprogs)", fs.script, err, out)
+			}
+			raw, vx := filepath.Join(dir, "disk.raw"), filepath.Join(dir, fs.name+".vhdx")
+			qemuVHDX(t, raw, vx)
+			f, err := os.Open(vx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			st, _ := f.Stat()
+			img, err := Open(f, st.Size())
+			if err != nil {
+				t.Fatal(err)
+			}
+			l, err := img.Layout()
+			if err != nil {
+				t.Fatal(err)
+			}
+			rf, err := os.Open(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rf.Close()
+			cw := &compareWriter{f: f}
+			if err := Write(cw, rf, l); err != nil || cw.off != st.Size() {
+				t.Fatalf("Write from the raw disk: %v at file offset %#x of %#x", err, cw.off, st.Size())
+			}
+		})
+	}
+}
+
 func TestWriteChecksGuest(t *testing.T) {
 	vx, raw := smallVHDX(t)
 	img, err := Open(bytes.NewReader(vx), int64(len(vx)))
@@ -265,4 +319,55 @@ func TestSniff(t *testing.T) {
 	if !Sniff(vx) || Sniff([]byte("conectix")) || Sniff(nil) {
 		t.Fatal("Sniff")
 	}
+}
+
+// BenchmarkWrite writes a dynamic VHDX of a 64 MiB guest (half its blocks
+// present) from the guest view; BenchmarkCopyGuest copies the same guest
+// bytes (MB/s count guest bytes in both).
+func BenchmarkWrite(b *testing.B) {
+	vx, guest := benchImage(b)
+	img, err := Open(bytes.NewReader(vx), int64(len(vx)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := img.Layout()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(guest)))
+	for b.Loop() {
+		if err := Write(sink{}, onlyReader{bytes.NewReader(guest)}, l); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCopyGuest(b *testing.B) {
+	_, guest := benchImage(b)
+	b.SetBytes(int64(len(guest)))
+	buf := make([]byte, 64<<10)
+	for b.Loop() {
+		io.CopyBuffer(sink{}, onlyReader{bytes.NewReader(guest)}, buf)
+	}
+}
+
+// sink and onlyReader keep io.Copy from short-cutting (io.Discard, WriterTo).
+type sink struct{}
+
+func (sink) Write(p []byte) (int, error) { return len(p), nil }
+
+type onlyReader struct{ io.Reader }
+
+func benchImage(b *testing.B) (vx, guest []byte) {
+	dir := b.TempDir()
+	raw, v := filepath.Join(dir, "b.raw"), filepath.Join(dir, "b.vhdx")
+	var fills []fill
+	for off := int64(0); off < 64*mib; off += 16 * mib {
+		fills = append(fills, fill{off, 8 * mib, true})
+	}
+	writeRaw(b, raw, 64*mib, fills, 1)
+	qemuVHDX(b, raw, v)
+	vx, _ = os.ReadFile(v)
+	guest, _ = os.ReadFile(raw)
+	return vx, guest
 }
