@@ -55,6 +55,7 @@ const (
 	BlockUndefined        = 1
 	BlockZero             = 2
 	BlockUnmapped         = 3
+	BlockUnmappedV095     = 5 // qemu reads this pre-1.0 value as unmapped too
 	BlockFullyPresent     = 6
 	BlockPartiallyPresent = 7
 )
@@ -414,7 +415,7 @@ func (img *Image) readBAT() error {
 		switch st {
 		case BlockNotPresent:
 			continue
-		case BlockUndefined, BlockZero, BlockUnmapped:
+		case BlockUndefined, BlockZero, BlockUnmapped, BlockUnmappedV095:
 			off = 0
 		case BlockFullyPresent:
 			if off < headerSectionSize || off >= img.fileSize {
