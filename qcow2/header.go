@@ -179,7 +179,7 @@ func parseHeader(buf []byte) (Header, error) {
 	if h.BackingFileOffset != 0 {
 		name := ""
 		end := h.BackingFileOffset + uint64(h.BackingFileSize)
-		if h.BackingFileSize <= maxBackingName && end <= uint64(len(buf)) {
+		if h.BackingFileSize <= maxBackingName && end >= h.BackingFileOffset && end <= uint64(len(buf)) { // end may wrap
 			name = string(buf[h.BackingFileOffset:end])
 		}
 		h.BackingFile = name
