@@ -43,9 +43,9 @@ type Options struct {
 
 // Plan says how one artifact is stored, for reports and benchmarks.
 type Plan struct {
-	ID          string
-	Name        string
-	Size        int64  // uncompressed size
+	ID   string
+	Name string
+	Size int64 // uncompressed size
 	// Method says how it is stored: "baseline", "whole", "same-as <id>", "extract from
 	// <name>", or, for what is derived from the baseline, its steps after the baseline's
 	// joined by "+", a patch read as "delta" ("delta", "qcow2-decode+delta+vhd-fixed").
