@@ -243,3 +243,17 @@ func TestFormatCandidateWithoutCgo(t *testing.T) {
 		}
 	}
 }
+
+// A shipped file with a format's signature whose structure is damaged (here a VHD footer whose
+// checksum does not match) is stored whole, with a message that names its format.
+func TestFormatCandidateDamagedFooter(t *testing.T) {
+	base, targets := formatDisks(t)
+	b, _ := os.ReadFile(targets["vhd"])
+	b[len(b)-512+40] ^= 1
+	bad := filepath.Join(t.TempDir(), "bad.vhd")
+	os.WriteFile(bad, b, 0o644)
+	c, whole, note, err := formatCandidate(context.Background(), base, "sha256:x", bad, "x", t.TempDir(), delta.Options{})
+	if err != nil || c != nil || !whole || !strings.Contains(note, "cannot open it as vhd") || !strings.Contains(note, "checksum") {
+		t.Fatalf("damaged VHD footer: %v %v %v %q, want whole with a note naming the VHD footer", c, whole, err, note)
+	}
+}
