@@ -132,7 +132,6 @@ func (c *candidate) method(name func(id string) string) string {
 // job is one artifact being planned.
 type job struct {
 	*planner
-	i    int
 	a    streammeta.Artifact
 	art  *rehydrate.Artifact
 	file string
@@ -204,7 +203,7 @@ func (p *planner) planArtifact(ctx context.Context, i int) error {
 	if p.arts[i].Steps != nil {
 		return nil // a baseline
 	}
-	j := &job{planner: p, i: i, a: p.rel.Artifacts[i], art: &p.arts[i], file: p.files[i], base: -1}
+	j := &job{planner: p, a: p.rel.Artifacts[i], art: &p.arts[i], file: p.files[i], base: -1}
 	if b, ok := p.bases[j.art.Arch]; ok {
 		j.base = b
 	}

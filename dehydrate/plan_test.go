@@ -15,7 +15,7 @@ func planJob(t *testing.T) *job {
 	t.Helper()
 	p := &planner{blobDir: t.TempDir(), res: &Result{BlobPaths: map[string]string{}}, recipe: &rehydrate.Recipe{}}
 	p.arts = []rehydrate.Artifact{{ID: "base", Name: "base.qcow2"}, {ID: "x", Name: "x.raw", Size: 100 << 10, SHA256: "ab"}}
-	return &job{planner: p, i: 1, art: &p.arts[1], file: "/x.raw", base: 0}
+	return &job{planner: p, art: &p.arts[1], file: "/x.raw", base: 0}
 }
 
 // offer is a route whose candidate has a delta blob of the given sizes (a file in the blob
