@@ -6,211 +6,120 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/rehydrator/rehydrator/delta"
-	"github.com/rehydrator/rehydrator/qcow2"
+	"github.com/rehydrator/rehydrator/internal/diskview"
 	"github.com/rehydrator/rehydrator/rehydrate"
 	"github.com/rehydrator/rehydrator/sparsetar"
-	"github.com/rehydrator/rehydrator/vhd"
 	"github.com/rehydrator/rehydrator/vmdk"
 )
 
-// diskFormat is a shipped disk whose format has a recipe step: its guest view, and the steps
-// that write the format around a guest view.
-type diskFormat struct {
-	name      string // "vmdk", "ova", "vhd", "gnu-sparse-tar"
-	guest     io.ReaderAt
-	guestSize int64
-	steps     []rehydrate.Step
-}
-
-// errNoEncoder marks a format this build recognises but cannot re-encode.
-var errNoEncoder = errors.New("stored whole")
-
-// canEncodeVMDK reports whether this build has vmdk-encode's zlib (a variable for tests).
-var canEncodeVMDK = vmdk.CanEncode
-
-// maxOVAFile bounds the OVA members other than the disk, which the recipe carries inline.
-const maxOVAFile = 1 << 20
-
-// detectFormat recognises a streamOptimized VMDK, an OVA holding one, a fixed VHD and a GNU
-// sparse tar; nil, nil for anything else. An error wrapping errNoEncoder says why a
-// recognised file cannot take its format's recipe (the caller stores it whole).
-func detectFormat(f io.ReaderAt, size int64) (*diskFormat, error) {
-	var magic [4]byte
-	if _, err := f.ReadAt(magic[:], 0); err != nil {
-		return nil, nil
-	}
-	if string(magic[:]) == "KDMV" {
-		return vmdkFormat(f, size)
-	}
-	if fx, err := vhd.OpenFixed(f, size); err == nil {
-		return &diskFormat{name: "vhd", guest: fx.Guest(f), guestSize: fx.DataSize, steps: []rehydrate.Step{step(rehydrate.OpVHDFixed, fx)}}, nil
-	}
-	if o, err := vmdk.ReadOVA(f, size); err == nil {
-		return ovaFormat(f, o)
-	}
-	if a, err := sparsetar.Open(f, size); err == nil {
-		return &diskFormat{name: "gnu-sparse-tar", guest: a.File(f), guestSize: a.RealSize, steps: []rehydrate.Step{step(rehydrate.OpSparseTar, &a.Layout)}}, nil
-	}
-	return nil, nil
-}
-
-func vmdkFormat(f io.ReaderAt, size int64) (*diskFormat, error) {
-	img, err := vmdk.Open(f, size)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errNoEncoder, err)
-	}
-	p, err := img.Params()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errNoEncoder, err)
-	}
-	if p.Layout != vmdk.LayoutQemu {
-		return nil, fmt.Errorf("%w: vmdk-encode cannot reproduce it: %s", errNoEncoder, p.LayoutNote)
-	}
-	if err := canEncodeVMDK(); err != nil {
-		return nil, fmt.Errorf("%w: vmdk-encode needs a cgo build of rehydrator (CGO_ENABLED=1 with zlib1g-dev, see vmdk/doc.go), this one has none", errNoEncoder)
-	}
-	p.Deflate = vmdk.EncoderDeflate() // what reproduces it, recorded for the reader
-	return &diskFormat{name: "vmdk", guest: img, guestSize: img.Size(), steps: []rehydrate.Step{step(rehydrate.OpVMDKEncode, p)}}, nil
-}
-
-func ovaFormat(f io.ReaderAt, o *vmdk.OVA) (*diskFormat, error) {
-	op := &rehydrate.OVAParams{Archive: *o, Files: map[string][]byte{}}
-	var disk *vmdk.OVAMember
-	for i := range o.Members {
-		m := &o.Members[i]
-		var magic [4]byte
-		if m.Size >= 4 {
-			if _, err := m.Open(f).ReadAt(magic[:], 0); err == nil && string(magic[:]) == "KDMV" {
-				disk = m
-				break
-			}
-		}
-	}
-	if disk == nil {
-		return nil, nil // a tar without a VMDK: not an OVA
-	}
-	for i := range o.Members {
-		m := &o.Members[i]
-		if m == disk {
-			continue
-		}
-		if m.Size > maxOVAFile {
-			return nil, fmt.Errorf("%w: ova member %q has %d bytes, more than the %d a recipe carries inline", errNoEncoder, m.Name, m.Size, maxOVAFile)
-		}
-		b := make([]byte, m.Size)
-		if _, err := m.Open(f).ReadAt(b, 0); err != nil && !(err == io.EOF && m.Size == 0) {
-			return nil, fmt.Errorf("ova member %q: %w", m.Name, err)
-		}
-		if _, dup := op.Files[m.Name]; dup {
-			return nil, fmt.Errorf("%w: ova has two members named %q", errNoEncoder, m.Name)
-		}
-		op.Files[m.Name] = b
-	}
-	op.Disk = disk.Name
-	d, err := vmdkFormat(disk.Open(f), disk.Size)
-	if err != nil {
-		return nil, err
-	}
-	d.name = "ova"
-	d.steps = append(d.steps, step(rehydrate.OpOVA, op))
-	return d, nil
-}
-
-func step(op string, params any) rehydrate.Step {
-	b, err := json.Marshal(params)
-	if err != nil {
-		panic(err) // params are plain structs
-	}
-	return rehydrate.Step{Op: op, Params: b}
-}
-
-// formatCandidate plans target as baseline guest view -> patch -> the format's steps, with a
-// last patch for whatever bytes the format steps do not reproduce. It returns nil when
-// target has no such format; whole is set when it has one this build cannot re-encode
-// (note says why), so no plain delta of its compressed bytes is worth computing either.
+// formatCandidate plans target as baseline guest view -> patch -> the steps of its format
+// (internal/diskview's table), with a last patch for whatever bytes the format steps do not
+// reproduce. It returns nil when no format with steps claims target; whole is set when one does
+// but this file or build cannot take its steps (note says why), so that no plain delta of its
+// compressed bytes is worth computing either.
 func formatCandidate(ctx context.Context, basePath, baseDigest, targetPath, targetSHA, blobDir string, opt delta.Options) (c *candidate, whole bool, note string, err error) {
-	base, bsize, err := openSized(basePath)
-	if err != nil {
-		return nil, false, "", err
-	}
-	defer base.Close()
 	target, tsize, err := openSized(targetPath)
 	if err != nil {
 		return nil, false, "", err
 	}
 	defer target.Close()
-	df, err := detectFormat(target, tsize)
-	if errors.Is(err, errNoEncoder) {
+	f := diskview.Sniff(target, tsize)
+	if f == nil {
+		return nil, false, "", nil
+	}
+	v, err := f.Open(target, tsize)
+	if err != nil {
+		// The shipped file is what stream.json promises, but it contradicts its format.
+		return nil, true, fmt.Sprintf("cannot open it as %s: %v", f.Name, err), nil
+	}
+	if v.Steps == nil {
+		return nil, false, "", nil
+	}
+	fsteps, err := v.Steps()
+	if errors.Is(err, diskview.ErrNoEncoder) {
 		return nil, true, err.Error(), nil
 	}
-	if err != nil || df == nil {
+	if err != nil {
 		return nil, false, "", err
 	}
-	img, err := qcow2.Open(base, bsize)
+	base, err := openBaseline(basePath)
 	if err != nil {
-		return nil, false, "", fmt.Errorf("baseline: %w", err)
+		return nil, false, "", err
 	}
-	gd, err := writeDelta(img, img.Size(), df.guest, df.guestSize, blobDir, opt)
+	defer base.Close()
+	start := time.Now()
+	gd, err := writeDelta(base.guest, base.guest.Size(), v, v.Size, blobDir, opt)
 	if errors.Is(err, vmdk.ErrCorrupt) || errors.Is(err, sparsetar.ErrCorrupt) {
 		// The shipped file is what stream.json promises, but its insides contradict
 		// themselves: keep it as it is.
-		return nil, true, fmt.Sprintf("cannot read its %s guest view: %v", df.name, err), nil
+		return nil, true, fmt.Sprintf("cannot read its %s guest view: %v", f.Name, err), nil
 	}
 	if err != nil {
-		return nil, false, "", fmt.Errorf("%s guest view: %w", df.name, err)
+		return nil, false, "", fmt.Errorf("%s guest view: %w", f.Name, err)
 	}
-	c = gd
-	c.decoded, c.format = true, df.name
-	c.tail = df.steps
-	for _, s := range df.steps {
-		c.params += int64(len(s.Params))
-	}
-
-	// What do the steps make? Hash it first (usually the very file); only where it differs
-	// is it written out, so that a last delta can carry the difference.
-	steps := c.steps([]rehydrate.Step{{Op: rehydrate.OpBlob, Blob: baseDigest}})
-	blobs := LocalBlobs{baseDigest: basePath, gd.digest: gd.path}
-	h := sha256.New()
-	_, err = rehydrate.Run(ctx, blobs, nil, steps, h)
-	if err != nil {
+	steps := append([]rehydrate.Step{{Op: rehydrate.OpQcow2Decode}, {Op: rehydrate.OpPatch, Blob: gd.digest}}, fsteps...)
+	c = &candidate{steps: steps, onBaseline: true, blobs: []*blob{gd}, took: time.Since(start)}
+	left, note, err := leftover(ctx, c, base.f, baseDigest, target, tsize, targetSHA, blobDir, opt)
+	if errors.Is(err, errStepsFailed) {
 		os.Remove(gd.path)
-		return nil, true, fmt.Sprintf("the %s steps failed: %v", df.name, err), nil
+		return nil, true, fmt.Sprintf("the %s %v", f.Name, err), nil
 	}
-	if hex.EncodeToString(h.Sum(nil)) != targetSHA {
-		tmp, err := os.CreateTemp(blobDir, ".candidate-*")
-		if err != nil {
-			return nil, false, "", err
-		}
-		defer os.Remove(tmp.Name())
-		defer tmp.Close()
-		sw := &sparseWriter{f: tmp}
-		bw := bufio.NewWriterSize(sw, 1<<20)
-		if _, err = rehydrate.Run(ctx, blobs, nil, steps, bw); err == nil {
-			err = bw.Flush()
-		}
-		if err == nil {
-			err = tmp.Truncate(sw.off)
-		}
-		if err != nil {
-			return nil, false, "", fmt.Errorf("%s steps: %w", df.name, err)
-		}
-		n := sw.off
-		left, err := writeDelta(tmp, n, target, tsize, blobDir, opt)
-		if err != nil {
-			return nil, false, "", fmt.Errorf("%s leftover: %w", df.name, err)
-		}
-		c.more = append(c.more, left)
-		c.tail = append(c.tail, rehydrate.Step{Op: rehydrate.OpPatch, Blob: left.digest})
-		note = fmt.Sprintf("%d bytes of %s differ after re-encoding: a last delta of %d bytes carries them", countDiff(tmp, target), df.name, left.size)
+	if err != nil {
+		return nil, false, "", fmt.Errorf("%s %w", f.Name, err)
+	}
+	if left != nil {
+		c.blobs = append(c.blobs, left)
+		c.steps = append(c.steps, rehydrate.Step{Op: rehydrate.OpPatch, Blob: left.digest})
+		note = fmt.Sprintf("%s of %s differ after re-encoding: a last delta of %d bytes carries them", note, f.Name, left.size)
 	}
 	return c, false, note, nil
+}
+
+// errStepsFailed marks format steps that fail on the file they were read from.
+var errStepsFailed = errors.New("steps failed")
+
+// leftover runs c's steps on the baseline file: nil when they make the target (usually), else
+// the delta from what they make to it, with a note of how many bytes differ.
+func leftover(ctx context.Context, c *candidate, base *os.File, baseDigest string, target *os.File, tsize int64, targetSHA, blobDir string, opt delta.Options) (*blob, string, error) {
+	// Hash it first; only where it differs is it written out.
+	steps := append([]rehydrate.Step{{Op: rehydrate.OpBlob, Blob: baseDigest}}, c.steps...)
+	blobs := LocalBlobs{baseDigest: base.Name(), c.blobs[0].digest: c.blobs[0].path}
+	h := sha256.New()
+	if _, err := rehydrate.Run(ctx, blobs, nil, steps, h); err != nil {
+		return nil, "", fmt.Errorf("%w: %w", errStepsFailed, err)
+	}
+	if hex.EncodeToString(h.Sum(nil)) == targetSHA {
+		return nil, "", nil
+	}
+	tmp, err := os.CreateTemp(blobDir, ".candidate-*")
+	if err != nil {
+		return nil, "", err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	sw := &sparseWriter{f: tmp}
+	bw := bufio.NewWriterSize(sw, 1<<20)
+	if _, err = rehydrate.Run(ctx, blobs, nil, steps, bw); err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = tmp.Truncate(sw.off)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("steps: %w", err)
+	}
+	left, err := writeDelta(tmp, sw.off, target, tsize, blobDir, opt)
+	if err != nil {
+		return nil, "", fmt.Errorf("leftover: %w", err)
+	}
+	return left, fmt.Sprintf("%d bytes", countDiff(tmp, target)), nil
 }
 
 // sparseWriter writes to f, leaving holes where whole 64 KiB blocks are zero (the writes come

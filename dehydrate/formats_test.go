@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/rehydrator/rehydrator/delta"
+	"github.com/rehydrator/rehydrator/internal/diskview"
 	"github.com/rehydrator/rehydrator/rehydrate"
 	"github.com/rehydrator/rehydrator/vmdk"
 )
@@ -164,29 +165,31 @@ func TestFormatCandidates(t *testing.T) {
 			if err != nil || whole || c == nil {
 				t.Fatalf("formatCandidate: %v whole=%v %q", err, whole, note)
 			}
-			format := strings.Fields(name)[0]
-			if c.format != format {
-				t.Fatalf("format %q, want %q", c.format, format)
+			op := map[string]string{"vmdk": "vmdk-encode", "ova": "ova", "vhd": "vhd-fixed", "gnu-sparse-tar": "gnu-sparse-tar"}[strings.Fields(name)[0]]
+			method := c.method(func(id string) string { return id })
+			if !c.onBaseline || !strings.HasPrefix(method, "qcow2-decode+delta+") || !strings.Contains(method, op) {
+				t.Fatalf("method %q, want qcow2-decode+delta+...%s", method, op)
 			}
-			if leftover := strings.HasSuffix(name, "leftover"); leftover != (len(c.more) == 1) || leftover != strings.Contains(note, "of vmdk differ after re-encoding") {
-				t.Fatalf("leftover deltas %d, note %q", len(c.more), note)
+			more := c.blobs[1:]
+			if leftover := strings.HasSuffix(name, "leftover"); leftover != (len(more) == 1) || leftover != strings.Contains(note, "of vmdk differ after re-encoding") || leftover != strings.HasSuffix(method, "+delta") {
+				t.Fatalf("leftover deltas %d, note %q, method %q", len(more), note, method)
 			}
-			if strings.Contains(name, "foreign") && c.more[0].size > foreignSlot+256 {
-				t.Fatalf("the last delta has %d bytes for one %d-byte grain slot", c.more[0].size, foreignSlot)
+			if strings.Contains(name, "foreign") && more[0].size > foreignSlot+256 {
+				t.Fatalf("the last delta has %d bytes for one %d-byte grain slot", more[0].size, foreignSlot)
 			}
 			if st, _ := os.Stat(target); c.stored() > 64<<10 || c.stored() > st.Size()/20 {
 				t.Fatalf("candidate stores %d bytes for a %d-byte %s", c.stored(), st.Size(), name)
 			}
-			blobs := LocalBlobs{baseDigest: base, c.digest: c.path}
-			for _, m := range c.more {
-				blobs[m.digest] = m.path
+			blobs := LocalBlobs{baseDigest: base}
+			for _, b := range c.blobs {
+				blobs[b.digest] = b.path
 			}
 			h := sha256.New()
-			if _, err := rehydrate.Run(context.Background(), blobs, nil, c.steps([]rehydrate.Step{{Op: rehydrate.OpBlob, Blob: baseDigest}}), h); err != nil {
+			if _, err := rehydrate.Run(context.Background(), blobs, nil, append([]rehydrate.Step{{Op: rehydrate.OpBlob, Blob: baseDigest}}, c.steps...), h); err != nil {
 				t.Fatal(err)
 			}
 			if hex.EncodeToString(h.Sum(nil)) != want {
-				t.Fatalf("the %s steps do not rebuild the target", c.method())
+				t.Fatalf("the %s steps do not rebuild the target", method)
 			}
 		})
 	}
@@ -231,12 +234,26 @@ func TestFormatCandidateCorruptVMDK(t *testing.T) {
 // Without cgo (no zlib), VMDKs and OVAs are stored whole, with a message that says why.
 func TestFormatCandidateWithoutCgo(t *testing.T) {
 	base, targets := formatDisks(t)
-	defer func(f func() error) { canEncodeVMDK = f }(canEncodeVMDK)
-	canEncodeVMDK = func() error { return errors.New("no zlib") }
+	defer func(f func() error) { diskview.CanEncodeVMDK = f }(diskview.CanEncodeVMDK)
+	diskview.CanEncodeVMDK = func() error { return errors.New("no zlib") }
 	for _, name := range []string{"vmdk", "ova"} {
 		c, whole, note, err := formatCandidate(context.Background(), base, "sha256:x", targets[name], "x", t.TempDir(), delta.Options{})
 		if err != nil || c != nil || !whole || !strings.Contains(note, "cgo") {
 			t.Fatalf("%s without cgo: %v %v %v %q, want whole with a note about cgo", name, c, whole, err, note)
 		}
+	}
+}
+
+// A shipped file with a format's signature whose structure is damaged (here a VHD footer whose
+// checksum does not match) is stored whole, with a message that names its format.
+func TestFormatCandidateDamagedFooter(t *testing.T) {
+	base, targets := formatDisks(t)
+	b, _ := os.ReadFile(targets["vhd"])
+	b[len(b)-512+40] ^= 1
+	bad := filepath.Join(t.TempDir(), "bad.vhd")
+	os.WriteFile(bad, b, 0o644)
+	c, whole, note, err := formatCandidate(context.Background(), base, "sha256:x", bad, "x", t.TempDir(), delta.Options{})
+	if err != nil || c != nil || !whole || !strings.Contains(note, "cannot open it as vhd") || !strings.Contains(note, "checksum") {
+		t.Fatalf("damaged VHD footer: %v %v %v %q, want whole with a note naming the VHD footer", c, whole, err, note)
 	}
 }

@@ -5,10 +5,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/rehydrator/rehydrator/delta"
 	"github.com/rehydrator/rehydrator/precomp"
-	"github.com/rehydrator/rehydrator/qcow2"
+	"github.com/rehydrator/rehydrator/rehydrate"
 )
 
 // precompMinCover is the share of a file its reproducible zstd frames must hold before the
@@ -56,20 +57,17 @@ func precompCandidate(ctx context.Context, basePath, targetPath, blobDir string,
 	}
 	xsize := plan.ExpandedSize(tsize)
 
-	base, bsize, err := openSized(basePath)
+	base, err := openBaseline(basePath)
 	if err != nil {
 		return nil, err
 	}
 	defer base.Close()
-	img, err := qcow2.Open(base, bsize)
-	if err != nil {
-		return nil, fmt.Errorf("baseline: %w", err)
-	}
 	opt.AnyOrder = true
-	c, err := writeDelta(img, img.Size(), x, xsize, blobDir, opt)
+	start := time.Now()
+	d, err := writeDelta(base.guest, base.guest.Size(), x, xsize, blobDir, opt)
 	if err != nil {
 		return nil, err
 	}
-	c.decoded, c.restore = true, true
-	return c, nil
+	steps := []rehydrate.Step{{Op: rehydrate.OpQcow2Decode}, {Op: rehydrate.OpPatch, Blob: d.digest}, {Op: rehydrate.OpZstdRestore}}
+	return &candidate{steps: steps, onBaseline: true, blobs: []*blob{d}, took: time.Since(start)}, nil
 }

@@ -11,7 +11,7 @@ import (
 // planFromISO finds a PXE file (kernel, initramfs, rootfs) inside the same architecture's live
 // ISO, byte for byte, and returns the steps that cut it out of the rehydrated ISO: the PXE set
 // then costs nothing in the image. ok is false when the file is not inside the ISO.
-func planFromISO(a streammeta.Artifact, size int64, isoArt rehydrate.Artifact, isoPath string) (steps []rehydrate.Step, ok bool, err error) {
+func planFromISO(a streammeta.Artifact, size int64, isoID, isoPath string) (steps []rehydrate.Step, ok bool, err error) {
 	f, isoSize, err := openSized(isoPath)
 	if err != nil {
 		return nil, false, err
@@ -29,7 +29,7 @@ func planFromISO(a streammeta.Artifact, size int64, isoArt rehydrate.Artifact, i
 		return nil, false, err
 	}
 	return []rehydrate.Step{
-		{Op: rehydrate.OpRef, Ref: isoArt.ID},
+		{Op: rehydrate.OpRef, Ref: isoID},
 		{Op: rehydrate.OpExtract, Offset: ext.Offset, Length: ext.Size},
 	}, true, nil
 }

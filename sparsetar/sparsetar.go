@@ -222,7 +222,7 @@ func headerBlocks(b []byte) (int64, error) {
 	case '0', 0:
 		return 1, nil
 	case 'S':
-		if !bytes.Equal(b[offMagic:offMagic+8], []byte("ustar  \x00")) {
+		if !bytes.Equal(b[offMagic:offMagic+len(Magic)], []byte(Magic)) {
 			return 0, fmt.Errorf("%w: sparse member without the old GNU magic", ErrUnsupported)
 		}
 		// The chain length is only known by reading it; allow the bound.

@@ -23,7 +23,7 @@ const (
 )
 
 // cookie starts every footer.
-var cookie = []byte("conectix")
+var cookie = []byte(Cookie)
 
 // ErrNotVHD means the data does not end with a VHD footer.
 var ErrNotVHD = errors.New("vhd: not a VHD (no conectix footer)")

@@ -23,6 +23,9 @@ var (
 	ErrGrainMismatch = errors.New("vmdk: re-encoded grains differ")
 )
 
+// Magic starts a VMDK4 sparse extent (hosted sparse and streamOptimized), as it appears on disk.
+const Magic = "KDMV"
+
 // Header flags and constants (VMware's "Virtual Disk Format 5.0" and qemu's
 // block/vmdk.c).
 const (
@@ -45,7 +48,6 @@ const (
 	markerGD     = 2
 	markerFooter = 3
 
-	magic      = "KDMV" // VMDK4 sparse extent, as it appears on disk
 	magicCOWD  = "COWD" // VMDK3 (ESX 2 vmfsSparse)
 	headerLen  = 79     // magic + packed header fields
 	grainMark  = 12     // lba (8) + size (4) before each compressed grain
@@ -80,7 +82,7 @@ func parseHeader(b []byte) (Header, error) {
 		return Header{}, fmt.Errorf("%w: header: %d bytes, need %d", ErrNotVMDK, len(b), headerLen)
 	}
 	switch string(b[:4]) {
-	case magic:
+	case Magic:
 	case magicCOWD:
 		return Header{}, fmt.Errorf("%w: VMDK3 (COWD) extents", ErrUnsupported)
 	default:
@@ -111,7 +113,7 @@ func parseHeader(b []byte) (Header, error) {
 func (h *Header) marshal() []byte {
 	b := make([]byte, headerLen)
 	le := binary.LittleEndian
-	copy(b, magic)
+	copy(b, Magic)
 	le.PutUint32(b[4:], h.Version)
 	le.PutUint32(b[8:], h.Flags)
 	le.PutUint64(b[12:], h.Capacity)

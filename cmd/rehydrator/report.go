@@ -8,7 +8,6 @@ import (
 	"github.com/rehydrator/rehydrator/dehydrate"
 	"github.com/rehydrator/rehydrator/internal/units"
 	"github.com/rehydrator/rehydrator/ociimage"
-	"github.com/rehydrator/rehydrator/rehydrate"
 	"io"
 	"os"
 	"text/tabwriter"
@@ -57,16 +56,13 @@ func makeReport(ref, digest string, img v1.Image, res *dehydrate.Result) (*build
 	for i, p := range res.Plans {
 		a := res.Recipe.Artifacts[i]
 		ar := artifactReport{Name: p.Name, Method: p.Method, Size: p.Size, StoredBytes: p.StoredBytes, DeltaSeconds: p.DeltaTime.Seconds()}
-		// The blobs an artifact adds: its deltas, or the whole file (or baseline) it is, which
-		// its first step names (a baseline may be followed by the decoding of how it is stored).
-		if p.StoredBytes > 0 {
-			stored := p.Method == "whole" || p.Method == "baseline"
-			for j, s := range a.Steps {
-				if s.Op == rehydrate.OpPatch || (j == 0 && s.Op == rehydrate.OpBlob && stored) {
-					ar.LayerBytes += layerOf[s.Blob]
-				}
-				ar.RecipeBytes += int64(len(s.Params))
-			}
+		// The blobs it adds (its deltas, or the file it is), not the baseline's that its
+		// steps may start from.
+		for _, d := range p.Blobs {
+			ar.LayerBytes += layerOf[d]
+		}
+		for _, s := range a.Steps {
+			ar.RecipeBytes += int64(len(s.Params))
 		}
 		r.Artifacts = append(r.Artifacts, ar)
 	}
