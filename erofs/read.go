@@ -45,17 +45,25 @@ type fileReader struct {
 	in  *Inode
 	ext []Extent
 
-	mu       sync.Mutex
-	cacheIdx int // extent whose decoded bytes are in cache, -1 for none
-	cache    []byte
+	mu    sync.Mutex
+	cache []decoded // most recently used first
 }
+
+// decoded is an extent's decoded bytes. A few are kept: the packed inode serves the
+// fragments of many files, which need not come in the packed inode's order.
+type decoded struct {
+	idx  int
+	data []byte
+}
+
+const cachedExtents = 4
 
 func (im *Image) newFileReader(in *Inode) (*fileReader, error) {
 	ext, err := im.Extents(in)
 	if err != nil {
 		return nil, err
 	}
-	return &fileReader{im: im, in: in, ext: ext, cacheIdx: -1}, nil
+	return &fileReader{im: im, in: in, ext: ext}, nil
 }
 
 // packedReader is shared by all files of the image: fragments of many small files sit in the
@@ -122,21 +130,39 @@ func (f *fileReader) ReadAt(p []byte, off int64) (int, error) {
 				return n, err
 			}
 		default:
-			f.mu.Lock()
-			if f.cacheIdx != i {
-				b, err := f.im.decodeExtent(e)
-				if err != nil {
-					f.mu.Unlock()
-					return n, fmt.Errorf("erofs: inode %d at %d: %w", f.in.Nid, e.FileOffset, err)
-				}
-				f.cache, f.cacheIdx = b, i
+			b, err := f.decoded(i)
+			if err != nil {
+				return n, err
 			}
-			copy(dst, f.cache[rel:])
-			f.mu.Unlock()
+			copy(dst, b[rel:])
 		}
 		n += int(want)
 	}
 	return n, nil
+}
+
+// decoded returns extent i's bytes from the cache or by decoding it.
+func (f *fileReader) decoded(i int) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k, c := range f.cache {
+		if c.idx == i {
+			copy(f.cache[1:k+1], f.cache[:k])
+			f.cache[0] = c
+			return c.data, nil
+		}
+	}
+	e := &f.ext[i]
+	b, err := f.im.decodeExtent(e)
+	if err != nil {
+		return nil, fmt.Errorf("erofs: inode %d at %d: %w", f.in.Nid, e.FileOffset, err)
+	}
+	if len(f.cache) < cachedExtents {
+		f.cache = append(f.cache, decoded{})
+	}
+	copy(f.cache[1:], f.cache[:len(f.cache)-1])
+	f.cache[0] = decoded{i, b}
+	return b, nil
 }
 
 // ReadCluster returns the bytes of an extent's physical cluster as they are in the image.
@@ -299,20 +325,23 @@ func microLZMADecode(out, in []byte, dictSize uint32) error {
 	if err != nil {
 		return fmt.Errorf("microlzma: %w", err)
 	}
-	n := 0
-	for tries := 0; n < len(out); tries++ {
+	// The decoder reports running out of input before handing out what it decoded last, so
+	// an error ends the loop only when a further read brings nothing.
+	n, idle := 0, 0
+	var lastErr error
+	for n < len(out) {
 		k, err := r.Read(out[n:])
 		n += k
-		if err != nil && k == 0 {
-			if n < len(out) {
-				return fmt.Errorf("microlzma: %d of %d bytes: %w", n, len(out), err)
-			}
-		}
-		if k == 0 && tries > 3 {
-			return fmt.Errorf("microlzma: %d of %d bytes: no progress", n, len(out))
+		if err != nil {
+			lastErr = err
 		}
 		if k > 0 {
-			tries = 0
+			idle = 0
+		} else if idle++; idle > 2 {
+			if lastErr == nil {
+				lastErr = io.ErrNoProgress
+			}
+			return fmt.Errorf("microlzma: %d of %d bytes: %w", n, len(out), lastErr)
 		}
 	}
 	return nil
