@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"sync"
 )
 
@@ -199,6 +200,10 @@ func Open(r io.ReaderAt) (*Image, error) {
 	}
 	blksz := int64(1) << sb.BlockSizeBits
 	im := &Image{r: r, sb: sb, size: int64(sb.Blocks) << sb.BlockSizeBits}
+	if n, ok := readerSize(r); ok && n < im.size {
+		// A truncated image: bound every read and allocation by what is really there.
+		im.size = n
+	}
 	if im.size < SuperblockOffset+128 {
 		return nil, formatErr("image of %d blocks cannot hold its superblock", sb.Blocks)
 	}
@@ -220,6 +225,19 @@ func Open(r io.ReaderAt) (*Image, error) {
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// readerSize tells the size of readers that know it (bytes.Reader, io.SectionReader, os.File).
+func readerSize(r io.ReaderAt) (int64, bool) {
+	switch v := r.(type) {
+	case interface{ Size() int64 }:
+		return v.Size(), true
+	case interface{ Stat() (fs.FileInfo, error) }:
+		if fi, err := v.Stat(); err == nil && fi.Mode().IsRegular() {
+			return fi.Size(), true
+		}
+	}
+	return 0, false
+}
 
 // readComprCfgs reads the per-algorithm configs: after the superblock, for each algorithm bit
 // set, a 4-aligned 16-bit length and that many bytes.

@@ -279,6 +279,9 @@ func (im *Image) Walk(fn func(path string, in *Inode) error) error {
 	// A walk visits each dirent once; more visits than the image has room for dirents means
 	// directories shared many times over (crafted), which would take exponential time.
 	budget := im.size/12 + 16
+	// Directory bytes read are bounded the same way: each directory is read once per path to
+	// it, and directories (stored uncompressed) cannot hold more than the image.
+	dirBytes := 4*im.size + 1<<20
 	var walk func(p string, in *Inode, depth int) error
 	walk = func(p string, in *Inode, depth int) error {
 		err := fn(p, in)
@@ -290,6 +293,9 @@ func (im *Image) Walk(fn func(path string, in *Inode) error) error {
 		}
 		if depth > maxDepth || onPath[in.Nid] {
 			return formatErr("directory loop or depth over %d at %s", maxDepth, p)
+		}
+		if dirBytes -= int64(in.Size); dirBytes < 0 {
+			return formatErr("more directory data than the image can hold (shared directories?)")
 		}
 		onPath[in.Nid] = true
 		defer delete(onPath, in.Nid)

@@ -44,13 +44,13 @@ fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/erofs-utils-build.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
-# --download-only then dpkg-source: apt-get source runs as root here and would warn about the
-# sandbox user; the signature of the .dsc is checked by dpkg-source against Debian's keyring.
+# apt checks the downloaded files against the signed trixie Sources index; dpkg-source then
+# only warns that it has no key for the uploader's own signature of the .dsc.
 # apt-get source takes an exact version only: pick the newest 1.8.6 Debian revision on offer.
 DEBVER=$(apt-cache showsrc erofs-utils | awk -v v="$VERSION-" '/^Version:/ && index($2, v) == 1 {print $2}' | sort -V | tail -1)
 [ -n "$DEBVER" ] || { echo "build-erofs-utils: no erofs-utils $VERSION source package in the apt lists (deb-src trixie)" >&2; exit 1; }
-apt-get source --download-only -qq "erofs-utils=$DEBVER" >&2
-dpkg-source -x erofs-utils_"${DEBVER#*:}".dsc src >/dev/null
+apt-get source -o APT::Sandbox::User=root --download-only -qq "erofs-utils=$DEBVER" >&2
+dpkg-source -x erofs-utils_"${DEBVER#*:}".dsc src >dpkg-source.log 2>&1 || { cat dpkg-source.log >&2; exit 1; }
 cd src
 # The release tarball has no configure script; autogen.sh makes it.
 ./autogen.sh >build.log 2>&1 || { tail -30 build.log >&2; exit 1; }
