@@ -348,6 +348,11 @@ var imageCases = []imageCase{
 	{"lz4hc-ztailpacking", []string{"-zlz4hc", "-C65536", "-Eztailpacking"}, nil, func(t *testing.T, s *imageStats) {
 		want(t, s.algs[LZ4] > 0 && s.inlineComp > 0 && s.bigClusters > 0, "lz4 big and inline clusters")
 	}},
+	// Without -C above one block LZ4 images have no big pclusters: compact indexes count
+	// one block per head.
+	{"lz4", []string{"-zlz4"}, nil, func(t *testing.T, s *imageStats) {
+		want(t, s.algs[LZ4] > 0 && s.layouts[CompressedCompact] > 0 && s.bigClusters == 0, "lz4 one-block clusters with compact indexes")
+	}},
 	{"lz4-legacy", []string{"-zlz4", "-Elegacy-compress"}, nil, func(t *testing.T, s *imageStats) {
 		want(t, s.algs[LZ4] > 0 && s.layouts[CompressedFull] > 0, "lz4 with full indexes")
 	}},

@@ -321,7 +321,7 @@ func (im *Image) compactIndexes(in *Inode, h zheader, ebase int64) ([]lcluster, 
 }
 
 // compactEntry decodes entry i of a compact pack. A head's block is the pack's base plus the
-// blocks of the pclusters counted before it in the pack: walking back, a non-head with a
+// blocks of the pclusters counted before it in the pack (plus one without big pclusters): walking back, a non-head with a
 // block count adds that count (and stands for its head), another non-head sends us back to
 // its head's first non-head, and a head without a block count in the pack adds one block.
 func compactEntry(types []uint8, los []uint32, i, vcnt int, base uint32, bigpcl bool) (lcluster, error) {
@@ -355,6 +355,8 @@ func compactEntry(types []uint8, los []uint32, i, vcnt int, base uint32, bigpcl 
 	lc.clusterofs = lo
 	var nblk uint32
 	if !bigpcl {
+		// Without big pclusters the pack's address is one block before its first pcluster.
+		nblk = 1
 		for j := i - 1; j >= 0; j-- {
 			if types[j] == lclusterNonhead {
 				j -= int(los[j])
