@@ -265,6 +265,17 @@ func buildImage(t testing.TB, name string, args, exclude []string) string {
 	b.once.Do(func() {
 		b.path = filepath.Join(workDir, name+".erofs")
 		a := append([]string{"--quiet", "-T1700000000", "-U6f1c1a7e-0bd4-4f0e-9d4c-5a6b7c8d9e0f"}, args...)
+		for i, x := range a {
+			if x == "--compress-hints=HINTS" {
+				// The second algorithm (HEAD2 lclusters) for some files, in 64 KiB pclusters.
+				hints := filepath.Join(workDir, name+".hints")
+				if err := os.WriteFile(hints, []byte("65536 1 ^mid/\n16384 1 ^large/mixed\n"), 0o644); err != nil {
+					b.err = err
+					return
+				}
+				a[i] = "--compress-hints=" + hints
+			}
+		}
 		for _, x := range exclude {
 			a = append(a, "--exclude-regex="+x)
 		}
@@ -342,8 +353,12 @@ var imageCases = []imageCase{
 	{"lzma-all-fragments", []string{lzma6, "-Eall-fragments"}, nil, func(t *testing.T, s *imageStats) {
 		want(t, s.kinds[Fragment] > 0, "fragments")
 	}},
-	{"lzma-legacy", []string{lzma6, "-Elegacy-compress", "-Eforce-inode-extended"}, nil, func(t *testing.T, s *imageStats) {
+	{"lzma-legacy", []string{lzma6, "-Elegacy-compress", "-Eforce-inode-extended", "-C65536"}, nil, func(t *testing.T, s *imageStats) {
 		want(t, s.layouts[CompressedFull] > 0 && s.layouts[CompressedCompact] == 0, "full indexes only")
+		want(t, s.bigClusters > 0, "big pclusters")
+	}},
+	{"lzma-lz4hc-hints", []string{"-zlzma:lz4hc", "-C65536", "--compress-hints=HINTS"}, nil, func(t *testing.T, s *imageStats) {
+		want(t, s.algs[LZMA] > 0 && s.algs[LZ4] > 0, "lzma and lz4 clusters")
 	}},
 	{"lz4hc-ztailpacking", []string{"-zlz4hc", "-C65536", "-Eztailpacking"}, nil, func(t *testing.T, s *imageStats) {
 		want(t, s.algs[LZ4] > 0 && s.inlineComp > 0 && s.bigClusters > 0, "lz4 big and inline clusters")
