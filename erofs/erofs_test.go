@@ -696,3 +696,31 @@ func TestMissingFileErrors(t *testing.T) {
 func errorsIsNotExist(err error) bool {
 	return err != nil && strings.Contains(err.Error(), fs.ErrNotExist.Error())
 }
+
+// BenchmarkReadLZMA reads a 2 MiB text file of 1 MiB LZMA pclusters: the speed of our
+// MicroLZMA decoding through ulikunitz/xz/lzma.
+func BenchmarkReadLZMA(b *testing.B) {
+	f, err := os.Open(buildImage(b, "lzma-C1048576", []string{lzma6, "-C1048576"}, nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	im, err := Open(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	in, err := im.Lookup("large/text.bin")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(in.Size))
+	for b.Loop() {
+		r, err := im.Open(in)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
