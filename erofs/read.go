@@ -165,7 +165,9 @@ func (f *fileReader) decoded(i int) ([]byte, error) {
 	return b, nil
 }
 
-// ReadCluster returns the bytes of an extent's physical cluster as they are in the image.
+// ReadCluster returns the bytes of an extent's physical cluster as they are in the image: the
+// input to recompression checks. It is meant for pclusters (at most 1 MiB compressed); a Plain
+// extent of a flat file can be far larger and is better read with io.NewSectionReader.
 func (im *Image) ReadCluster(e Extent) ([]byte, error) {
 	if e.Kind != Plain && e.Kind != Compressed {
 		return nil, fmt.Errorf("erofs: a %s extent has no cluster", e.Kind)

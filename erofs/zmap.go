@@ -251,6 +251,10 @@ func (im *Image) fullIndexes(in *Inode, h zheader, ebase int64) ([]lcluster, int
 // 32 bytes (2B), each pack ending in the 32-bit block address its heads count from. A few 4B
 // packs come first to reach 32-byte alignment, then 2B packs if COMPACTED_2B, then 4B packs.
 func (im *Image) compactIndexes(in *Inode, h zheader, ebase int64) ([]lcluster, int64, error) {
+	if h.lclusterBits > 14 {
+		// 4B entries hold 14 bits of offset and 2 of type.
+		return nil, 0, unsupportedErr("compact indexes with lclusters of 2^%d bytes", h.lclusterBits)
+	}
 	if h.lclusterBits != uint(im.sb.BlockSizeBits) {
 		return nil, 0, unsupportedErr("compact indexes with lclusters of 2^%d bytes, blocks of 2^%d", h.lclusterBits, im.sb.BlockSizeBits)
 	}
