@@ -17,3 +17,5 @@ fi
 # Debian's docker-registry package starts a system registry on :5000; the tests start their own.
 if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || true; fi
 command -v go >/dev/null || { echo "Go 1.25 or newer is needed on PATH (e.g. /usr/local/go/bin)" >&2; exit 1; }
+# erofs-utils 1.8.6 with LZMA (Debian 12 has 1.5 without), built once into a cache; see the script.
+"$(dirname "$0")/build-erofs-utils.sh" >/dev/null
