@@ -1,0 +1,95 @@
+package rehydrate
+
+import (
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// badParams are steps with parameters their op must refuse, one for every op that has any.
+var badParams = map[string]Step{
+	OpBlob:        {Op: OpBlob, Blob: "sha256:nothex"},
+	OpPatch:       {Op: OpPatch, Blob: "md5:0"},
+	OpRef:         {Op: OpRef},
+	OpExtract:     {Op: OpExtract, Offset: -1, Length: 4},
+	OpQcow2Encode: {Op: OpQcow2Encode, Params: json.RawMessage(`{"fileSize":"big"}`)},
+	OpVMDKEncode:  {Op: OpVMDKEncode, Params: json.RawMessage(`{"header":7}`)},
+	OpOVA:         {Op: OpOVA, Params: json.RawMessage(`{"disk":"disk.vmdk"}`)},
+	OpVHDFixed:    {Op: OpVHDFixed, Params: json.RawMessage(`{"dataSize":512}`)},
+	OpSparseTar:   {Op: OpSparseTar, Params: json.RawMessage(`{}`)},
+}
+
+// noParamOps are the ops without parameters: any step of theirs is valid.
+var noParamOps = []string{OpQcow2Decode, OpX86Decode, OpZstdRestore}
+
+func TestRegistry(t *testing.T) {
+	if got, want := features(), slices.Sorted(func(yield func(string) bool) {
+		for name := range ops {
+			if !yield(name) {
+				return
+			}
+		}
+	}); !slices.Equal(got, want) || len(got) == 0 {
+		t.Fatalf("features() = %v, want the registered ops %v", got, want)
+	}
+	for name, o := range ops {
+		if name == "" || o.name != name || o.params == nil || o.apply == nil {
+			t.Errorf("op %q: registered without a name, parameters or apply", name)
+		}
+		if s := (Step{Op: name}).String(); !strings.HasPrefix(s, name) {
+			t.Errorf("op %q renders as %q", name, s)
+		}
+		bad, hasParams := badParams[name]
+		if !hasParams {
+			if !slices.Contains(noParamOps, name) {
+				t.Errorf("op %q: no bad-params example in badParams (or list it in noParamOps)", name)
+				continue
+			}
+			if _, _, err := (&Step{Op: name}).decode(); err != nil {
+				t.Errorf("op %q has no parameters, but a bare step is refused: %v", name, err)
+			}
+			continue
+		}
+		_, _, err := bad.decode()
+		if !errors.Is(err, ErrBadRecipe) || !strings.Contains(err.Error(), name+" params") {
+			t.Errorf("op %q accepts %+v (%v), want an invalid recipe naming %q", name, bad, err, name+" params")
+		}
+	}
+	// An op that is not registered is an unknown feature, both to ParseRecipe and to the engine.
+	if _, _, err := (&Step{Op: "vhdx-encode"}).decode(); !errors.Is(err, ErrUnknownFeature) {
+		t.Errorf("unregistered op: %v, want ErrUnknownFeature", err)
+	}
+	doc := `{"schemaVersion":1,"requiredFeatures":["blob","vhdx-encode"],"blobs":[],"artifacts":[]}`
+	if _, err := ParseRecipe([]byte(doc)); !errors.Is(err, ErrUnknownFeature) || !strings.Contains(err.Error(), "vhdx-encode") {
+		t.Errorf("ParseRecipe with an unregistered feature: %v", err)
+	}
+}
+
+// The engine takes the parameters Recipe.Validate decoded, and decodes those of steps built in Go
+// (which no Validate has seen) itself; a step changed after Validate is decoded again.
+func TestParamsDecodedOnce(t *testing.T) {
+	f := newFixture(t)
+	doc, _ := f.recipe.Marshal()
+	r, err := ParseRecipe(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range r.Artifacts {
+		for _, s := range a.Steps {
+			if s.cache == nil || !s.cache.matches(&s) {
+				t.Fatalf("%s: step %s has no decoded parameters after ParseRecipe", a.ID, s)
+			}
+		}
+	}
+	again, _ := r.Marshal()
+	if string(again) != string(doc) {
+		t.Fatal("the decoded parameters changed the recipe's JSON")
+	}
+	s := r.Artifacts[0].Steps[0]
+	s.Blob = "sha256:" + strings.Repeat("0", 64)
+	if _, p, err := s.decode(); err != nil || p.(blobParams).Digest != s.Blob {
+		t.Fatalf("a changed step decoded to %v, %v: the cache was used", p, err)
+	}
+}
