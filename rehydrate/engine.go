@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"sync"
-
 )
 
 // BlobSource gives the content of stored blobs. ociimage implements it for registries, OCI
