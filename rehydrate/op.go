@@ -66,7 +66,8 @@ type op struct {
 type call struct {
 	ctx   context.Context
 	e     *Engine
-	depth int // ref nesting
+	depth int               // ref nesting
+	side  map[string]*value // blobs read before the source opened (readSide)
 }
 
 var ops = map[string]*op{}

@@ -21,7 +21,7 @@ func init() {
 }
 
 func applyPatch(c *call, p blobParams, in *value) (*value, error) {
-	d, err := c.e.openBlob(c.ctx, p.Digest)
+	d, err := c.blob(p.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("delta: %w", err)
 	}

@@ -1,8 +1,11 @@
 package rehydrate
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -91,5 +94,26 @@ func TestParamsDecodedOnce(t *testing.T) {
 	s.Blob = "sha256:" + strings.Repeat("0", 64)
 	if _, p, err := s.decode(); err != nil || p.(blobParams).Digest != s.Blob {
 		t.Fatalf("a changed step decoded to %v, %v: the cache was used", p, err)
+	}
+}
+
+// A delta larger than what is kept in memory is read into a temporary file first, which goes
+// away with the rehydration.
+func TestLargeSideBlobSpooled(t *testing.T) {
+	f := newFixture(t)
+	defer func(n int64) { sideInMemory = n }(sideInMemory)
+	sideInMemory = 16
+	dir := t.TempDir()
+	eng := NewEngine(f.recipe, f.blobs, dir)
+	defer eng.Close()
+	var out bytes.Buffer
+	if err := eng.Rehydrate(context.Background(), "x86_64/openstack/qcow2.xz/disk", &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), f.target) {
+		t.Fatal("openstack.qcow2 differs with its delta spooled")
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("%d files left in the temporary directory", len(left))
 	}
 }
