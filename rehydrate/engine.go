@@ -44,8 +44,7 @@ type Engine struct {
 }
 
 type engineStep struct {
-	op  *op
-	p   opParams
+	decoded
 	err error
 }
 
@@ -64,7 +63,9 @@ func NewEngine(r *Recipe, src BlobSource, tempDir string) *Engine {
 		for j := range r.Artifacts[i].Steps {
 			s := &r.Artifacts[i].Steps[j]
 			o, p, err := s.decode()
-			e.steps[s] = engineStep{o, p, err}
+			from := *s
+			from.cache = nil
+			e.steps[s] = engineStep{decoded{from, o, p}, err}
 		}
 	}
 	return e
@@ -328,10 +329,11 @@ func (e *Engine) readBlob(ctx context.Context, digest string) (v *value, read bo
 
 // decoded returns a step's op and parameters: as the engine decoded them when it was made.
 func (e *Engine) decoded(s *Step) (*op, opParams, error) {
-	if d, ok := e.steps[s]; ok {
+	if d, ok := e.steps[s]; ok && d.matches(s) {
 		return d.op, d.p, d.err
 	}
-	return s.decode() // a step the engine has not seen (not one of its recipe's)
+	return s.decode() // a step the engine has not seen, or one changed since
+
 }
 
 func (e *Engine) openBlob(ctx context.Context, digest string) (*value, error) {
