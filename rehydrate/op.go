@@ -99,6 +99,17 @@ func features() []string {
 	return out
 }
 
+// sources lists the ops that start a pipeline.
+func sources() []string {
+	var out []string
+	for _, name := range features() {
+		if ops[name].source {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // fromJSON decodes Params into a new T. strict refuses unknown fields (and ignores what follows
 // the object); otherwise the document must be exactly one JSON value. Which one an op uses is
 // part of what its recipes accept, so it does not change.

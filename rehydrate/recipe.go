@@ -198,21 +198,18 @@ func (r *Recipe) validateStep(a *Artifact, j int, blobs map[string]bool) error {
 		return fmt.Errorf("%w: artifact %s step %d: op %q (use a newer rehydrator)", ErrUnknownFeature, a.ID, j, s.Op)
 	}
 	if o.source != (j == 0) {
-		return fmt.Errorf("%w: artifact %s step %d: %s cannot stand there (a pipeline starts with one blob or ref)", ErrBadRecipe, a.ID, j, s.Op)
-	}
-	if o.blobs != nil {
-		// Checked before the parameters, so that a step naming no known blob says so.
-		if p, err := o.params(s); err == nil {
-			for _, b := range o.blobs(p) {
-				if !blobs[b] {
-					return fmt.Errorf("%w: artifact %s step %d: blob %q is not in the blob list", ErrBadRecipe, a.ID, j, b)
-				}
-			}
-		}
+		return fmt.Errorf("%w: artifact %s step %d: %s cannot stand there (a pipeline starts with one %s)", ErrBadRecipe, a.ID, j, s.Op, strings.Join(sources(), " or "))
 	}
 	p, err := o.decode(s)
 	if err != nil {
 		return fmt.Errorf("%w: artifact %s step %d: %v", ErrBadRecipe, a.ID, j, err)
+	}
+	if o.blobs != nil {
+		for _, b := range o.blobs(p) {
+			if !blobs[b] {
+				return fmt.Errorf("%w: artifact %s step %d: blob %q is not in the blob list", ErrBadRecipe, a.ID, j, b)
+			}
+		}
 	}
 	s.remember(o, p)
 	return nil
