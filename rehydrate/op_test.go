@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -115,5 +117,49 @@ func TestLargeSideBlobSpooled(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Fatalf("%d files left in the temporary directory", len(left))
+	}
+}
+
+// loggedBlobs records when blobs are opened and closed.
+type loggedBlobs struct {
+	memBlobs
+	mu  sync.Mutex
+	log []string
+}
+
+func (l *loggedBlobs) OpenBlob(ctx context.Context, d string) (io.ReadCloser, error) {
+	rc, err := l.memBlobs.OpenBlob(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	l.add("open " + d)
+	return readCloser{rc, closerFunc(func() { l.add("close " + d) })}, nil
+}
+
+func (l *loggedBlobs) add(s string) {
+	l.mu.Lock()
+	l.log = append(l.log, s)
+	l.mu.Unlock()
+}
+
+// A patch's delta is read and its reader closed before the baseline opens: each stream of a
+// zstd layer holds a decoder window of up to 128 MiB, and two at once doubled the peak memory
+// (BENCHMARKS.md, "Peak memory of each rehydrate route").
+func TestDeltaClosedBeforeBaseOpens(t *testing.T) {
+	f := newFixture(t)
+	src := &loggedBlobs{memBlobs: f.blobs}
+	eng := NewEngine(f.recipe, src, t.TempDir())
+	defer eng.Close()
+	var out bytes.Buffer
+	if err := eng.Rehydrate(context.Background(), "x86_64/openstack/qcow2.xz/disk", &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), f.target) {
+		t.Fatal("wrong bytes")
+	}
+	base, dlt := f.recipe.Blobs[0].Digest, f.recipe.Blobs[1].Digest
+	want := []string{"open " + dlt, "close " + dlt, "open " + base}
+	if len(src.log) < 3 || !slices.Equal(src.log[:3], want) {
+		t.Fatalf("blob log %q, want it to start with %q", src.log, want)
 	}
 }
