@@ -239,7 +239,7 @@ func FuzzFormatStep(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, op uint8, params, guest []byte) {
 		s := Step{Op: ops[int(op)%len(ops)], Params: params}
-		if p, err := formatParams(s); err != nil || p == nil {
+		if _, _, err := s.decode(); err != nil {
 			return
 		}
 		if v, ok := sizeOf(s); !ok || v > 64<<20 {
@@ -252,7 +252,7 @@ func FuzzFormatStep(f *testing.F) {
 
 // sizeOf is the size of what a valid format step writes.
 func sizeOf(s Step) (int64, bool) {
-	p, err := formatParams(s)
+	_, p, err := s.decode()
 	if err != nil {
 		return 0, false
 	}

@@ -9,33 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
-
-	"github.com/rehydrator/rehydrator/qcow2"
 )
 
 // SchemaVersion is the recipe format version this package writes. Readers accept any version up
 // to their own; what changes the meaning of a recipe is announced with features, not versions.
 const SchemaVersion = 1
-
-// Step operations. Each is also the name of the feature a recipe requires to use it.
-const (
-	OpBlob        = "blob"         // the content of a stored blob
-	OpRef         = "ref"          // the output of another artifact of the recipe
-	OpQcow2Decode = "qcow2-decode" // qcow2 file -> guest (raw) view
-	OpPatch       = "patch"        // librsync-format delta applied to the input
-	OpExtract     = "extract"      // a byte range of the input
-	OpQcow2Encode = "qcow2-encode" // guest (raw) view -> qcow2 file laid out as Params (a qcow2.Layout)
-	OpZstdRestore = "zstd-restore" // precomp expanded stream -> the original, its zstd frames compressed again
-	OpX86Decode   = "x86-decode"   // x86filter-encoded bytes -> the original (CALL/JMP targets relative again)
-)
-
-// knownFeatures are the mandatory features this rehydrator implements.
-var knownFeatures = map[string]bool{
-	OpBlob: true, OpRef: true, OpQcow2Decode: true, OpPatch: true, OpExtract: true, OpQcow2Encode: true,
-	OpZstdRestore: true, OpX86Decode: true,
-}
 
 // Recipe is the contract between `build` and `rehydrate`.
 type Recipe struct {
@@ -79,19 +60,16 @@ type Step struct {
 	Ref    string `json:"ref,omitempty"`    // OpRef: an artifact ID
 	Offset int64  `json:"offset,omitempty"` // OpExtract
 	Length int64  `json:"length,omitempty"` // OpExtract
-	// Params holds op-specific parameters for ops added later (encoders).
+	// Params holds the parameters of the ops that have more than the fields above (encoders).
 	Params json.RawMessage `json:"params,omitempty"`
+
+	cache *decoded `json:"-"` // the parameters as Recipe.Validate decoded them (op.go)
 }
 
 // String renders a step for humans: "blob(sha256:ab12…)".
 func (s Step) String() string {
-	switch s.Op {
-	case OpBlob, OpPatch:
-		return fmt.Sprintf("%s(%s)", s.Op, ShortDigest(s.Blob))
-	case OpRef:
-		return fmt.Sprintf("ref(%s)", s.Ref)
-	case OpExtract:
-		return fmt.Sprintf("extract(%d,%d)", s.Offset, s.Length)
+	if o := ops[s.Op]; o != nil && o.str != nil {
+		return o.str(&s)
 	}
 	return s.Op
 }
@@ -125,7 +103,7 @@ func ParseRecipe(data []byte) (*Recipe, error) {
 	}
 	var unknown []string
 	for _, f := range r.RequiredFeatures {
-		if !knownFeatures[f] {
+		if ops[f] == nil {
 			unknown = append(unknown, f)
 		}
 	}
@@ -142,10 +120,6 @@ func ParseRecipe(data []byte) (*Recipe, error) {
 // Validate checks the recipe's internal consistency: digests, references, step order, and that
 // every op it uses is declared in RequiredFeatures.
 func (r *Recipe) Validate() error {
-	required := map[string]bool{}
-	for _, f := range r.RequiredFeatures {
-		required[f] = true
-	}
 	blobs := map[string]bool{}
 	for _, b := range r.Blobs {
 		if !digestRE.MatchString(b.Digest) {
@@ -171,31 +145,9 @@ func (r *Recipe) Validate() error {
 		if len(a.Steps) == 0 {
 			return fmt.Errorf("%w: artifact %s has no steps", ErrBadRecipe, a.ID)
 		}
-		for j, s := range a.Steps {
-			if !required[s.Op] {
-				return fmt.Errorf("%w: artifact %s step %d uses %q, which requiredFeatures does not declare", ErrBadRecipe, a.ID, j, s.Op)
-			}
-			source := s.Op == OpBlob || s.Op == OpRef
-			if source != (j == 0) {
-				return fmt.Errorf("%w: artifact %s step %d: %s cannot stand there (a pipeline starts with one blob or ref)", ErrBadRecipe, a.ID, j, s.Op)
-			}
-			if (s.Op == OpBlob || s.Op == OpPatch) && !blobs[s.Blob] {
-				return fmt.Errorf("%w: artifact %s step %d: blob %q is not in the blob list", ErrBadRecipe, a.ID, j, s.Blob)
-			}
-			if s.Op == OpQcow2Encode {
-				var l qcow2.Layout
-				if err := json.Unmarshal(s.Params, &l); err != nil {
-					return fmt.Errorf("%w: artifact %s step %d: qcow2 layout: %v", ErrBadRecipe, a.ID, j, err)
-				}
-				if err := l.Validate(); err != nil {
-					return fmt.Errorf("%w: artifact %s step %d: %v", ErrBadRecipe, a.ID, j, err)
-				}
-			}
-			if _, err := formatParams(s); err != nil {
-				return fmt.Errorf("artifact %s step %d: %w", a.ID, j, err)
-			}
-			if s.Op == OpExtract && (s.Offset < 0 || s.Length < 0) {
-				return fmt.Errorf("%w: artifact %s step %d: negative extract range", ErrBadRecipe, a.ID, j)
+		for j := range a.Steps {
+			if err := r.validateStep(&r.Artifacts[i], j, blobs); err != nil {
+				return err
 			}
 		}
 	}
@@ -210,13 +162,14 @@ func (r *Recipe) Validate() error {
 			return nil
 		}
 		state[i] = 1
-		for _, s := range r.Artifacts[i].Steps {
-			if s.Op != OpRef {
+		for k := range r.Artifacts[i].Steps {
+			ref, ok := r.Artifacts[i].Steps[k].ref()
+			if !ok {
 				continue
 			}
-			j, ok := ids[s.Ref]
+			j, ok := ids[ref]
 			if !ok {
-				return fmt.Errorf("%w: artifact %s refers to unknown artifact %q", ErrBadRecipe, r.Artifacts[i].ID, s.Ref)
+				return fmt.Errorf("%w: artifact %s refers to unknown artifact %q", ErrBadRecipe, r.Artifacts[i].ID, ref)
 			}
 			if err := visit(j); err != nil {
 				return err
@@ -231,6 +184,44 @@ func (r *Recipe) Validate() error {
 		}
 	}
 	return nil
+}
+
+// validateStep checks step j of a against the registry and the recipe's blobs, and keeps its
+// decoded parameters for the engine.
+func (r *Recipe) validateStep(a *Artifact, j int, blobs map[string]bool) error {
+	s := &a.Steps[j]
+	if !slices.Contains(r.RequiredFeatures, s.Op) {
+		return fmt.Errorf("%w: artifact %s step %d uses %q, which requiredFeatures does not declare", ErrBadRecipe, a.ID, j, s.Op)
+	}
+	o := ops[s.Op]
+	if o == nil {
+		return fmt.Errorf("%w: artifact %s step %d: op %q (use a newer rehydrator)", ErrUnknownFeature, a.ID, j, s.Op)
+	}
+	if o.source != (j == 0) {
+		return fmt.Errorf("%w: artifact %s step %d: %s cannot stand there (a pipeline starts with one %s)", ErrBadRecipe, a.ID, j, s.Op, strings.Join(sources(), " or "))
+	}
+	p, err := o.decode(s)
+	if err != nil {
+		return fmt.Errorf("%w: artifact %s step %d: %v", ErrBadRecipe, a.ID, j, err)
+	}
+	if o.blobs != nil {
+		for _, b := range o.blobs(p) {
+			if !blobs[b] {
+				return fmt.Errorf("%w: artifact %s step %d: blob %q is not in the blob list", ErrBadRecipe, a.ID, j, b)
+			}
+		}
+	}
+	s.remember(o, p)
+	return nil
+}
+
+// ref returns the artifact a step reads, if it reads one.
+func (s *Step) ref() (string, bool) {
+	o, p, err := s.decode()
+	if err != nil || o.ref == nil {
+		return "", false
+	}
+	return o.ref(p), true
 }
 
 // Marshal encodes the recipe deterministically (sorted feature lists, indented).
@@ -265,14 +256,21 @@ func (r *Recipe) BlobsFor(ids ...string) []string {
 		if !ok {
 			return
 		}
-		for _, s := range a.Steps {
-			switch s.Op {
-			case OpRef:
-				walk(s.Ref)
-			case OpBlob, OpPatch:
-				if !seen[s.Blob] {
-					seen[s.Blob] = true
-					out = append(out, s.Blob)
+		for i := range a.Steps {
+			s := &a.Steps[i]
+			o, p, err := s.decode()
+			if err != nil {
+				continue // not a valid step: it reads nothing
+			}
+			if o.ref != nil {
+				walk(o.ref(p))
+			}
+			if o.blobs != nil {
+				for _, b := range o.blobs(p) {
+					if !seen[b] {
+						seen[b] = true
+						out = append(out, b)
+					}
 				}
 			}
 		}

@@ -60,6 +60,13 @@ for i in 1 2; do
 done
 timed rehydrate_metal "$R" rehydrate "$B/out" --disk metal --image "oci:$img:bench" --no-progress --tmpdir "$B"
 rm -f "$B/out"/*
+
+echo "== peak RSS of each route (issue 9: 256 MiB budget), to a directory and to stdout" >&2
+for d in qemu metal openstack; do
+  timed "route_${d}_dir" "$R" rehydrate "$B/out" --disk "$d" --image "oci:$img:bench" --no-progress --tmpdir "$B"
+  rm -f "$B/out"/*
+  timed "route_${d}_stdout" sh -c "'$R' rehydrate - --disk $d --image 'oci:$img:bench' --no-progress --tmpdir '$B' > /dev/null"
+done
 if ls "$rel"/*-live.x86_64.iso >/dev/null 2>&1; then
   echo "== rehydrate the live ISO, and the ISO with the PXE set" >&2
   timed rehydrate_iso "$R" rehydrate "$B/out" --iso --image "oci:$img:bench" --no-progress --tmpdir "$B"
@@ -128,6 +135,18 @@ print(f"| xz -dc openstack.qcow2.xz \\| sha256sum | {x:.2f} | {x/r:.2f}x slower 
 print(f"| sha256sum openstack.qcow2 | {s:.2f} | rehydrate takes {r/s:.2f}x |")
 print()
 print(f"- peak RSS: rehydrate openstack {rrss/1024:.0f} MiB, rehydrate metal {times['rehydrate_metal'][1]/1024:.0f} MiB ({times['rehydrate_metal'][0]:.1f} s), build {times['build'][1]/1024:.0f} MiB")
+print()
+print("### Peak RSS of each rehydrate route (GNU time %M; budget 256 MiB)")
+print()
+print("| --disk | method | to a directory | to stdout |")
+print("| --- | --- | ---: | ---: |")
+def rss(name):
+    m = times[name][1] / 1024
+    return f"{m:.0f} MiB" + (" **over budget**" if m > 256 else "")
+for d in ("qemu", "metal", "openstack"):
+    a = [x for x in rep["artifacts"] if f"-{d}." in x["name"]]
+    method = a[0]["method"] if a else ""
+    print(f"| {d} | {method} | {rss(f'route_{d}_dir')} | {rss(f'route_{d}_stdout')} |")
 iso = [a for a in rep["artifacts"] if a["name"].endswith(".iso")]
 if iso and "rehydrate_iso" in times:
     a = iso[0]

@@ -1,0 +1,43 @@
+package rehydrate
+
+import (
+	"errors"
+	"fmt"
+)
+
+// OpRef starts a pipeline with the output of another artifact of the recipe (Step.Ref, its ID).
+const OpRef = "ref"
+
+type refParams struct{ ID string }
+
+func (p refParams) Validate() error {
+	if p.ID == "" {
+		return errors.New("ref names no artifact")
+	}
+	return nil
+}
+
+func init() {
+	register(opSpec[refParams]{
+		name:   OpRef,
+		source: true,
+		params: func(s *Step) (refParams, error) { return refParams{s.Ref}, nil },
+		str:    func(s *Step) string { return fmt.Sprintf("ref(%s)", s.Ref) },
+		ref:    func(p refParams) string { return p.ID },
+		apply: func(c *call, p refParams, _ *value) (*value, error) {
+			ref, ok := c.e.recipe.Artifact(p.ID)
+			if !ok {
+				return nil, fmt.Errorf("%w: unknown artifact %q", ErrBadRecipe, p.ID)
+			}
+			v, err := c.e.open(c.ctx, ref, c.depth+1)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", ref.Name, err)
+			}
+			v.key = "ref:" + ref.ID
+			if v.size < 0 {
+				v.size = ref.Size
+			}
+			return v, nil
+		},
+	})
+}
