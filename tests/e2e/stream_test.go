@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/rehydrator/rehydrator/tests/fixtures"
+)
+
+// streamServer serves a fixture release on loopback at the paths its stream names, the stream
+// itself at /stable.json, and a detached signature beside each file.
+type streamServer struct {
+	*httptest.Server
+	dir    string
+	stream []byte
+	sigs   map[string][]byte
+	mu     sync.Mutex
+	seen   map[string][]string // file name -> Range headers of its requests
+	cutOne string              // the first request for this file is cut halfway
+}
+
+func (s *streamServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/stable.json" {
+		w.Write(s.stream)
+		return
+	}
+	name := path.Base(r.URL.Path)
+	if sig, ok := s.sigs[name]; ok {
+		w.Write(sig)
+		return
+	}
+	s.mu.Lock()
+	s.seen[name] = append(s.seen[name], r.Header.Get("Range"))
+	first := len(s.seen[name]) == 1
+	s.mu.Unlock()
+	p := filepath.Join(s.dir, name)
+	if name == s.cutOne && first {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+		w.Write(data[:len(data)/2])
+		w.(http.Flusher).Flush()
+		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			conn.(*net.TCPConn).SetLinger(0)
+			conn.Close()
+		}
+		return
+	}
+	http.ServeFile(w, r, p)
+}
+
+// gpgSigner makes a throwaway OpenPGP key with GnuPG; sign returns a file's detached signature.
+func gpgSigner(t *testing.T) (sign func(path string) []byte, keyring string) {
+	dir := t.TempDir()
+	home := filepath.Join(dir, "gnupg")
+	os.Mkdir(home, 0o700)
+	gpg := func(args ...string) []byte {
+		out, err := exec.Command("gpg", append([]string{"--batch", "--homedir", home, "--pinentry-mode", "loopback", "--passphrase", ""}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("gpg %v: %v", args, err)
+		}
+		return out
+	}
+	gpg("--quick-gen-key", "Fedora Test <test@example.org>", "rsa2048", "sign", "never")
+	t.Cleanup(func() { exec.Command("gpgconf", "--homedir", home, "--kill", "all").Run() })
+	keyring = filepath.Join(dir, "fedora.asc")
+	if err := os.WriteFile(keyring, gpg("--armor", "--export"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return func(p string) []byte { return gpg("--detach-sign", "-o", "-", p) }, keyring
+}
+
+// TestBuildFromStream builds the small fixture release from its stream URL on a loopback
+// server (signatures checked, one download cut halfway and resumed) and rehydrates from it.
+func TestBuildFromStream(t *testing.T) {
+	rel, sm := smallRelease(t)
+	raw, err := os.ReadFile(rel.StreamPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign, keyring := gpgSigner(t)
+	s := &streamServer{dir: rel.Dir, sigs: map[string][]byte{}, seen: map[string][]string{}}
+	qemu := find(t, sm, "qemu")
+	s.cutOne = qemu.ShippedName
+	for _, a := range sm.Artifacts {
+		s.sigs[a.ShippedName+".sig"] = sign(filepath.Join(rel.Dir, a.ShippedName))
+	}
+	s.Server = httptest.NewServer(s)
+	defer s.Close()
+	s.stream = bytes.ReplaceAll(raw, []byte(fixtures.BaseURL), []byte(s.URL))
+	url := s.URL + "/stable.json"
+
+	// --dry-run: one line per artifact, nothing downloaded.
+	lines := strings.Split(strings.TrimSpace(string(mustRun(t, "build", "--stream", url, "--arch", "x86_64", "--dry-run"))), "\n")
+	if len(lines) != len(sm.Artifacts) {
+		t.Fatalf("--dry-run printed %d lines for %d artifacts:\n%s", len(lines), len(sm.Artifacts), strings.Join(lines, "\n"))
+	}
+	for _, a := range sm.Artifacts {
+		want := strings.Join([]string{a.Platform, a.Format, a.Kind, a.ShippedName}, "\t")
+		if !strings.Contains("\n"+strings.Join(lines, "\n")+"\n", "\n"+want+"\n") {
+			t.Fatalf("--dry-run has no line %q", want)
+		}
+	}
+	if len(s.seen) != 0 {
+		t.Fatalf("--dry-run downloaded %v", s.seen)
+	}
+
+	cache := t.TempDir()
+	out := filepath.Join(t.TempDir(), "layout")
+	ref := "oci:" + out + ":stable"
+	r := run(t, nil, "build", "--stream", url, "--arch", "x86_64", "--cache", cache, "--verify-gpg", keyring, "--output", ref, "--level", "1")
+	if r.err != nil {
+		t.Fatalf("build --stream: %v\n%s", r.err, r.stderr)
+	}
+	for _, want := range []string{"downloaded " + qemu.ShippedName, "resumed at", "signature good: " + qemu.ShippedName} {
+		if !bytes.Contains(r.stderr, []byte(want)) {
+			t.Fatalf("stderr has no %q:\n%s", want, r.stderr)
+		}
+	}
+	if ranges := s.seen[qemu.ShippedName]; len(ranges) != 2 || !strings.HasPrefix(ranges[1], "bytes=") {
+		t.Fatalf("the cut download was not resumed with a Range: %q", ranges)
+	}
+	// The stream in the image is the one served, byte for byte (one architecture: nothing pruned).
+	if got := mustRun(t, "print-stream-json", "--image", ref); !bytes.Equal(got, s.stream) {
+		t.Fatal("print-stream-json differs from the served stream.json")
+	}
+	checkOne(t, ref, sm, "openstack")
+
+	// A wrong signature: a one-line error, no image.
+	s.sigs[qemu.ShippedName+".sig"] = sign(filepath.Join(rel.Dir, find(t, sm, "openstack").ShippedName))
+	out2 := filepath.Join(t.TempDir(), "layout")
+	mustFail(t, nil, "signature check failed", "build", "--stream", url, "--arch", "x86_64", "--cache", cache, "--verify-gpg", keyring, "--output", "oci:"+out2)
+	if _, err := os.Stat(out2); err == nil {
+		t.Fatal("an image written after a bad signature")
+	}
+}
