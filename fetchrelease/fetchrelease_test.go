@@ -393,7 +393,7 @@ func TestFetchWrongSHA(t *testing.T) {
 
 // gpgKey makes a signing key with GnuPG and returns a sign function and the armored and binary
 // public keyrings.
-func gpgKey(t *testing.T) (sign func([]byte) []byte, armored, binary string) {
+func gpgKey(t testing.TB) (sign func([]byte) []byte, armored, binary string) {
 	for _, tool := range []string{"gpg", "gpgv"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is needed (apt-get install gnupg gpgv): %v", tool, err)
