@@ -120,10 +120,12 @@ func (p *downloadProgress) event(e fetchrelease.Event) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if e.Total > 0 {
-		p.total[e.File] = e.Total
+	if e.State != fetchrelease.StateRetry && e.State != fetchrelease.StateVerified { // they carry no byte counts
+		if e.Total > 0 {
+			p.total[e.File] = e.Total
+		}
+		p.done[e.File] = e.Done
 	}
-	p.done[e.File] = e.Done
 	line := ""
 	switch e.State {
 	case fetchrelease.StateCached:
