@@ -49,11 +49,11 @@ func (f *fetcher) download(ctx context.Context, a streammeta.Artifact, final str
 				f.opt.Progress(Event{File: a.ShippedName, State: StateRetry, Err: err})
 				continue
 			}
-			return err
+			return fmt.Errorf("%s: %w", a.ShippedName, err)
 		}
 		var perm permanentError
 		if errors.As(err, &perm) {
-			return perm.error
+			return fmt.Errorf("%s: %w", a.ShippedName, perm.error)
 		}
 		lastErr = err
 		if attempt == f.opt.Attempts {
@@ -89,7 +89,7 @@ func (f *fetcher) attempt(ctx context.Context, a streammeta.Artifact, part strin
 	defer cancel(nil)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.Location, nil)
 	if err != nil {
-		return 0, permanentError{fmt.Errorf("%s: %w", a.ShippedName, err)}
+		return 0, permanentError{err}
 	}
 	if have > 0 {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", have))
@@ -102,7 +102,7 @@ func (f *fetcher) attempt(ctx context.Context, a streammeta.Artifact, part strin
 	switch {
 	case resp.StatusCode == http.StatusPartialContent && have > 0:
 		if start, ok := rangeStart(resp.Header.Get("Content-Range")); !ok || start != have {
-			return 0, fmt.Errorf("%s: the server resumed at %q, not at byte %d", a.ShippedName, resp.Header.Get("Content-Range"), have)
+			return 0, fmt.Errorf("the server resumed at %q, not at byte %d", resp.Header.Get("Content-Range"), have)
 		}
 	case resp.StatusCode == http.StatusOK:
 		// A server that ignores Range sends the whole file: start over.
@@ -117,11 +117,11 @@ func (f *fetcher) attempt(ctx context.Context, a streammeta.Artifact, part strin
 		if err := restart(file, h); err != nil {
 			return 0, err
 		}
-		return 0, fmt.Errorf("%s: the server has no bytes past %d", a.ShippedName, have)
+		return 0, fmt.Errorf("the server has no bytes past %d", have)
 	case resp.StatusCode >= 500:
-		return have, fmt.Errorf("%s: %s answered %s", a.ShippedName, hostOf(a.Location), resp.Status)
+		return have, fmt.Errorf("%s answered %s", hostOf(a.Location), resp.Status)
 	default:
-		return have, permanentError{fmt.Errorf("%s: %s answered %s for %s (check the stream's location)", a.ShippedName, hostOf(a.Location), resp.Status, a.Location)}
+		return have, permanentError{fmt.Errorf("%s answered %s for %s (check the stream's location)", hostOf(a.Location), resp.Status, a.Location)}
 	}
 	total := int64(-1)
 	if resp.ContentLength >= 0 {
@@ -156,17 +156,17 @@ func (f *fetcher) attempt(ctx context.Context, a streammeta.Artifact, part strin
 			if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil && !errors.Is(cause, context.Canceled) {
 				rerr = cause
 			}
-			return have, fmt.Errorf("%s: transfer cut at byte %d: %w", a.ShippedName, done, rerr)
+			return have, fmt.Errorf("transfer cut at byte %d: %w", done, rerr)
 		}
 	}
 	if total >= 0 && done != total {
-		return have, fmt.Errorf("%s: transfer ended at byte %d of %d", a.ShippedName, done, total)
+		return have, fmt.Errorf("transfer ended at byte %d of %d", done, total)
 	}
 	if err := file.Sync(); err != nil {
 		return have, permanentError{fmt.Errorf("cache: %s: %w", part, err)}
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != a.SHA256 {
-		return have, fmt.Errorf("%s: %w: downloaded file has %s, the stream says %s (the server's file is not the one the stream names; nothing kept)", a.ShippedName, ErrChecksum, got, a.SHA256)
+		return have, fmt.Errorf("%w: downloaded file has %s, the stream says %s (the server's file is not the one the stream names; nothing kept)", ErrChecksum, got, a.SHA256)
 	}
 	f.opt.Progress(Event{File: a.ShippedName, State: StateDone, Done: done, Total: done, Resumed: have})
 	return have, nil

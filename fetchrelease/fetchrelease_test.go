@@ -242,7 +242,7 @@ func TestFetchServerError(t *testing.T) {
 	}
 	cache = t.TempDir()
 	_, err := Fetch(context.Background(), raw, quick(cache, "x86_64"))
-	if err == nil || !strings.Contains(err.Error(), "500 Internal Server Error") || !strings.Contains(err.Error(), files[1].name) || strings.Contains(err.Error(), "\n") {
+	if err == nil || !strings.Contains(err.Error(), "500 Internal Server Error") || strings.Count(err.Error(), files[1].name) != 1 || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("500: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(cache, "files", hexSum(files[1].data))); err == nil {
