@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/rehydrator/rehydrator/streammeta"
 	"github.com/rehydrator/rehydrator/tests/fixtures"
 )
 
@@ -22,6 +24,7 @@ import (
 type streamServer struct {
 	*httptest.Server
 	dir    string
+	extra  map[string]string // file name -> path, for files beside the fixture release
 	stream []byte
 	sigs   map[string][]byte
 	mu     sync.Mutex
@@ -44,6 +47,9 @@ func (s *streamServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	first := len(s.seen[name]) == 1
 	s.mu.Unlock()
 	p := filepath.Join(s.dir, name)
+	if e, ok := s.extra[name]; ok {
+		p = e
+	}
 	if name == s.cutOne && first {
 		data, err := os.ReadFile(p)
 		if err != nil {
@@ -83,6 +89,56 @@ func gpgSigner(t *testing.T) (sign func(path string) []byte, keyring string) {
 	return func(p string) []byte { return gpg("--detach-sign", "-o", "-", p) }, keyring
 }
 
+// realShaped rewrites the fixture stream the way the real stable-44 stream differs from it and
+// returns the new document and its parse. The hyperv VHDX is made with qemu-img from the qemu
+// disk and zipped with zip -9j, as the real pipeline ships it.
+func realShaped(t *testing.T, raw []byte, relDir string, extra map[string]string) ([]byte, *streammeta.Release) {
+	sm, err := streammeta.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	qemu := find(t, sm, "qemu")
+	qcow := filepath.Join(work, "qemu.qcow2")
+	f, err := os.Create(qcow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := streammeta.Decompress(t.Context(), qemu, filepath.Join(relDir, qemu.ShippedName), f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	vhdx := filepath.Join(work, "fcos-hyperv.x86_64.vhdx")
+	tool(t, "qemu-img", "convert", "-f", "qcow2", "-O", "vhdx", "-o", "subformat=dynamic", qcow, vhdx)
+	zipped := vhdx + ".zip"
+	tool(t, "zip", "-9j", "-q", zipped, vhdx)
+	extra[filepath.Base(zipped)] = zipped
+
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["x-future-key"] = map[string]any{"kept": true}
+	x86 := doc["architectures"].(map[string]any)["x86_64"].(map[string]any)
+	x86["images"] = map[string]any{"gcp": map[string]any{"release": "41", "project": "fedora-coreos-cloud", "name": "fedora-coreos-41"}}
+	x86["x-unknown"] = []any{1, "two"}
+	arts := x86["artifacts"].(map[string]any)
+	gcpDisk := arts["gcp"].(map[string]any)["formats"].(map[string]any)["tar.gz"].(map[string]any)["disk"].(map[string]any)
+	delete(gcpDisk, "uncompressed-sha256")
+	loc := strings.TrimSuffix(qemu.Location, qemu.ShippedName) + filepath.Base(zipped)
+	arts["hyperv"] = map[string]any{"release": "41", "formats": map[string]any{"vhdx.zip": map[string]any{"disk": map[string]any{
+		"location": loc, "signature": loc + ".sig", "sha256": fileSHA(t, zipped), "uncompressed-sha256": fileSHA(t, vhdx)}}}}
+	out, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm, err = streammeta.Parse(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, sm
+}
+
 // TestBuildFromStream builds the small fixture release from its stream URL on a loopback
 // server (signatures checked, one download cut halfway and resumed) and rehydrates from it.
 func TestBuildFromStream(t *testing.T) {
@@ -92,15 +148,21 @@ func TestBuildFromStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	sign, keyring := gpgSigner(t)
-	s := &streamServer{dir: rel.Dir, sigs: map[string][]byte{}, seen: map[string][]string{}}
+	s := &streamServer{dir: rel.Dir, sigs: map[string][]byte{}, seen: map[string][]string{}, extra: map[string]string{}}
+	s.Server = httptest.NewServer(s)
+	defer s.Close()
+	// The stream as served is shaped like the real one of 2026 (stable-44): a hyperv vhdx.zip,
+	// gcp's tar.gz with sha256 only, an images section and keys this program does not know.
+	s.stream, sm = realShaped(t, bytes.ReplaceAll(raw, []byte(fixtures.BaseURL), []byte(s.URL)), rel.Dir, s.extra)
 	qemu := find(t, sm, "qemu")
 	s.cutOne = qemu.ShippedName
 	for _, a := range sm.Artifacts {
-		s.sigs[a.ShippedName+".sig"] = sign(filepath.Join(rel.Dir, a.ShippedName))
+		p := filepath.Join(rel.Dir, a.ShippedName)
+		if e, ok := s.extra[a.ShippedName]; ok {
+			p = e
+		}
+		s.sigs[a.ShippedName+".sig"] = sign(p)
 	}
-	s.Server = httptest.NewServer(s)
-	defer s.Close()
-	s.stream = bytes.ReplaceAll(raw, []byte(fixtures.BaseURL), []byte(s.URL))
 	url := s.URL + "/stable.json"
 
 	// --dry-run: one line per artifact, nothing downloaded.
@@ -138,6 +200,15 @@ func TestBuildFromStream(t *testing.T) {
 		t.Fatal("print-stream-json differs from the served stream.json")
 	}
 	checkOne(t, ref, sm, "openstack")
+	// gcp comes out as shipped (.tar.gz, its sha256); hyperv as the VHDX inside the zip.
+	if gcp := find(t, sm, "gcp"); !strings.HasSuffix(gcp.Name, ".tar.gz") || gcp.UncompressedSHA256 != gcp.SHA256 {
+		t.Fatalf("gcp: %+v", gcp)
+	}
+	checkOne(t, ref, sm, "gcp")
+	if hv := find(t, sm, "hyperv"); hv.Name != "fcos-hyperv.x86_64.vhdx" || hv.Compression != "zip" {
+		t.Fatalf("hyperv: %+v", hv)
+	}
+	checkOne(t, ref, sm, "hyperv")
 
 	// A wrong signature: a one-line error, no image.
 	s.sigs[qemu.ShippedName+".sig"] = sign(filepath.Join(rel.Dir, find(t, sm, "openstack").ShippedName))
