@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 )
 
 // OnlyArch returns the shipped document with every architecture but arch removed from its
@@ -49,6 +48,7 @@ func archMembers(raw []byte) (open int, members []member, closing int, err error
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return 0, nil, 0, fmt.Errorf("the document is not a JSON object")
 	}
+	found := false
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
@@ -61,10 +61,16 @@ func archMembers(raw []byte) (open int, members []member, closing int, err error
 			}
 			continue
 		}
+		// Decoders disagree on repeated keys (the last one wins in encoding/json): refuse.
+		if found {
+			return 0, nil, 0, fmt.Errorf("architectures appears twice")
+		}
+		found = true
 		if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 			return 0, nil, 0, fmt.Errorf("architectures is not an object")
 		}
 		open = int(dec.InputOffset())
+		keys := map[string]bool{}
 		for dec.More() {
 			prev := int(dec.InputOffset())
 			t, err := dec.Token()
@@ -72,6 +78,10 @@ func archMembers(raw []byte) (open int, members []member, closing int, err error
 				return 0, nil, 0, err
 			}
 			key, _ := t.(string)
+			if keys[key] {
+				return 0, nil, 0, fmt.Errorf("architecture %q appears twice", key)
+			}
+			keys[key] = true
 			// The key's quote is the first '"' after the previous value (past ',' and spaces).
 			start := prev + bytes.IndexByte(raw[prev:], '"')
 			var skip json.RawMessage
@@ -81,13 +91,15 @@ func archMembers(raw []byte) (open int, members []member, closing int, err error
 			members = append(members, member{key: key, start: start, end: int(dec.InputOffset())})
 		}
 		closing = int(dec.InputOffset()) + bytes.IndexByte(raw[dec.InputOffset():], '}')
+		if _, err := dec.Token(); err != nil { // the '}'
+			return 0, nil, 0, err
+		}
 		if len(members) == 0 {
 			return 0, nil, 0, fmt.Errorf("architectures is empty")
 		}
-		return open, members, closing, nil
 	}
-	if _, err := dec.Token(); err != nil && err != io.EOF {
-		return 0, nil, 0, err
+	if !found {
+		return 0, nil, 0, fmt.Errorf("no architectures object")
 	}
-	return 0, nil, 0, fmt.Errorf("no architectures object")
+	return open, members, closing, nil
 }

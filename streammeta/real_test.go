@@ -366,8 +366,17 @@ func FuzzParse(f *testing.F) {
 			if err != nil {
 				continue // e.g. a duplicate key: the generic decoder keeps the last one
 			}
-			if sub, err := Parse(one); err == nil && strings.Join(sub.Arches(), " ") != arch {
+			sub, err := Parse(one)
+			if err != nil {
+				continue // the architecture had no artifacts of its own
+			}
+			if strings.Join(sub.Arches(), " ") != arch {
 				t.Fatalf("OnlyArch(%s) kept %v", arch, sub.Arches())
+			}
+			for _, a := range rel.Artifacts {
+				if b, ok := sub.Find(a.ID()); a.Arch == arch && (!ok || b != a) {
+					t.Fatalf("OnlyArch(%s) lost or changed %s", arch, a.ID())
+				}
 			}
 		}
 	})
