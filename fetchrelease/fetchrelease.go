@@ -95,7 +95,7 @@ func ReadStream(ctx context.Context, src string, client *http.Client) ([]byte, e
 	if !strings.HasPrefix(src, "http://") && !strings.HasPrefix(src, "https://") {
 		b, err := os.ReadFile(src)
 		if err != nil {
-			return nil, fmt.Errorf("stream metadata: %w", err)
+			return nil, fmt.Errorf("stream metadata: %w (give a stream.json file or an http(s) URL)", err)
 		}
 		return b, nil
 	}
