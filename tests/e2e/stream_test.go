@@ -112,7 +112,6 @@ func realShaped(t *testing.T, raw []byte, relDir string, extra map[string]string
 	tool(t, "qemu-img", "convert", "-f", "qcow2", "-O", "vhdx", "-o", "subformat=dynamic", qcow, vhdx)
 	zipped := vhdx + ".zip"
 	tool(t, "zip", "-9j", "-q", zipped, vhdx)
-	extra[filepath.Base(zipped)] = zipped
 
 	var doc map[string]any
 	if err := json.Unmarshal(raw, &doc); err != nil {
@@ -123,11 +122,25 @@ func realShaped(t *testing.T, raw []byte, relDir string, extra map[string]string
 	x86["images"] = map[string]any{"gcp": map[string]any{"release": "41", "project": "fedora-coreos-cloud", "name": "fedora-coreos-41"}}
 	x86["x-unknown"] = []any{1, "two"}
 	arts := x86["artifacts"].(map[string]any)
-	gcpDisk := arts["gcp"].(map[string]any)["formats"].(map[string]any)["tar.gz"].(map[string]any)["disk"].(map[string]any)
-	delete(gcpDisk, "uncompressed-sha256")
-	loc := strings.TrimSuffix(qemu.Location, qemu.ShippedName) + filepath.Base(zipped)
-	arts["hyperv"] = map[string]any{"release": "41", "formats": map[string]any{"vhdx.zip": map[string]any{"disk": map[string]any{
-		"location": loc, "signature": loc + ".sig", "sha256": fileSHA(t, zipped), "uncompressed-sha256": fileSHA(t, vhdx)}}}}
+	add := func(platform, format, path, uncompressedSHA string) {
+		loc := strings.TrimSuffix(qemu.Location, qemu.ShippedName) + filepath.Base(path)
+		disk := map[string]any{"location": loc, "signature": loc + ".sig", "sha256": fileSHA(t, path)}
+		if uncompressedSHA != "" {
+			disk["uncompressed-sha256"] = uncompressedSHA
+		}
+		arts[platform] = map[string]any{"release": "41", "formats": map[string]any{format: map[string]any{"disk": disk}}}
+		extra[filepath.Base(path)] = path
+	}
+	add("hyperv", "vhdx.zip", zipped, fileSHA(t, vhdx))
+	// gcp: a sparse tar of the raw disk, gzip'd, with sha256 only (the small release has none).
+	if _, ok := arts["gcp"]; ok {
+		t.Fatal("the small release has a gcp disk now: drop its uncompressed-sha256 here instead")
+	}
+	raw2 := filepath.Join(work, "disk.raw")
+	tool(t, "qemu-img", "convert", "-f", "qcow2", "-O", "raw", qcow, raw2)
+	gcp := filepath.Join(work, "fcos-gcp.x86_64.tar.gz")
+	tool(t, "tar", "--sparse", "--format=oldgnu", "-C", work, "-czf", gcp, "disk.raw")
+	add("gcp", "tar.gz", gcp, "")
 	out, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		t.Fatal(err)
