@@ -9,6 +9,7 @@
 package fetchrelease
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -22,6 +23,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rehydrator/rehydrator/streammeta"
@@ -31,8 +33,8 @@ import (
 type Options struct {
 	// Arches are the architectures to fetch (at least one).
 	Arches []string
-	// CacheDir holds the downloaded files (files/<sha256>) and the release directories
-	// (releases/<stream>-<digest>/<arch>). Default: DefaultCacheDir().
+	// CacheDir holds the downloaded files (files/<sha256>), the release directories
+	// (releases/<stream>-<digest>/<arch>) and lock files (locks/). Default: DefaultCacheDir().
 	CacheDir string
 	// Keyring, when set, is an OpenPGP public keyring (binary or ASCII-armored) that every file's
 	// detached signature (the stream's "signature" URL, else location + ".sig") must verify
@@ -190,7 +192,7 @@ func Fetch(ctx context.Context, raw []byte, opt Options) ([]string, error) {
 	if err := f.all(ctx, unique); err != nil {
 		return nil, err
 	}
-	return f.layout(rel, arts)
+	return f.layout(ctx, rel, arts)
 }
 
 func (o *Options) defaults() error {
@@ -275,6 +277,12 @@ func (f *fetcher) all(ctx context.Context, arts []streammeta.Artifact) error {
 // one makes sure files/<sha256> holds the artifact's shipped file, checked.
 func (f *fetcher) one(ctx context.Context, a streammeta.Artifact) error {
 	final := filepath.Join(f.filesDir, a.SHA256)
+	// Two builds sharing a cache take turns on a file: the second finds it complete.
+	unlock, err := lockFile(ctx, filepath.Join(f.opt.CacheDir, "locks", a.SHA256))
+	if err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	defer unlock()
 	have, err := f.cached(ctx, a, final)
 	if err != nil {
 		return err
@@ -318,42 +326,114 @@ func (f *fetcher) cached(ctx context.Context, a streammeta.Artifact, final strin
 	return true, nil
 }
 
-// layout writes releases/<stream>-<digest>/<arch>/ for each chosen architecture.
-func (f *fetcher) layout(rel *streammeta.Release, arts []streammeta.Artifact) ([]string, error) {
+// layout writes releases/<stream>-<digest>/<arch>/ for each chosen architecture. A directory
+// that already holds exactly these files is left alone (another build may be reading it); any
+// other is replaced whole, by a rename, so that no one sees it half made.
+func (f *fetcher) layout(ctx context.Context, rel *streammeta.Release, arts []streammeta.Artifact) ([]string, error) {
 	sum := sha256.Sum256(rel.Raw)
 	base := filepath.Join(f.opt.CacheDir, "releases", safeName(rel.Stream.Stream)+"-"+hex.EncodeToString(sum[:6]))
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	unlock, err := lockFile(ctx, filepath.Join(f.opt.CacheDir, "locks", filepath.Base(base)))
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	defer unlock()
 	var dirs []string
 	for _, arch := range f.opt.Arches {
 		doc, err := rel.OnlyArch(arch)
 		if err != nil {
 			return nil, err
 		}
-		dir := filepath.Join(base, arch)
-		// Rebuilt from nothing each time: a file of an earlier, interrupted layout must not stay.
-		if err := os.RemoveAll(dir); err != nil {
-			return nil, fmt.Errorf("cache: %w", err)
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("cache: %w", err)
-		}
+		var mine []streammeta.Artifact
 		for _, a := range arts {
-			if a.Arch != arch {
-				continue
+			if a.Arch == arch {
+				mine = append(mine, a)
 			}
-			if err := linkOrCopy(filepath.Join(f.filesDir, a.SHA256), filepath.Join(dir, a.ShippedName)); err != nil {
+		}
+		dir := filepath.Join(base, arch)
+		if !f.laidOut(dir, doc, mine) {
+			if err := f.writeDir(base, dir, doc, mine); err != nil {
 				return nil, fmt.Errorf("cache: %w", err)
 			}
-		}
-		if err := os.WriteFile(filepath.Join(dir, "stream.json"), doc, 0o644); err != nil {
-			return nil, fmt.Errorf("cache: %w", err)
 		}
 		dirs = append(dirs, dir)
 	}
 	return dirs, nil
 }
 
-// linkOrCopy hard-links src to dst; a symbolic link where the file system has no hard links.
-func linkOrCopy(src, dst string) error {
+// laidOut reports whether dir holds stream.json = doc and exactly the artifacts' cached files.
+func (f *fetcher) laidOut(dir string, doc []byte, arts []streammeta.Artifact) bool {
+	if got, err := os.ReadFile(filepath.Join(dir, "stream.json")); err != nil || !bytes.Equal(got, doc) {
+		return false
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != len(arts)+1 {
+		return false
+	}
+	for _, a := range arts {
+		have, err1 := os.Stat(filepath.Join(dir, a.ShippedName))
+		want, err2 := os.Stat(filepath.Join(f.filesDir, a.SHA256))
+		if err1 != nil || err2 != nil || !os.SameFile(have, want) {
+			return false
+		}
+	}
+	return true
+}
+
+func (f *fetcher) writeDir(base, dir string, doc []byte, arts []streammeta.Artifact) error {
+	tmp, err := os.MkdirTemp(base, ".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	for _, a := range arts {
+		if err := linkOrSymlink(filepath.Join(f.filesDir, a.SHA256), filepath.Join(tmp, a.ShippedName)); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "stream.json"), doc, 0o644); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dir)
+}
+
+// lockFile takes an exclusive flock(2) on path, waiting for another process that holds it.
+func lockFile(ctx context.Context, path string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	lf, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { syscall.Flock(int(lf.Fd()), syscall.LOCK_UN); lf.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			lf.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			lf.Close()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// linkOrSymlink hard-links src to dst; a symbolic link where the file system has no hard links.
+func linkOrSymlink(src, dst string) error {
 	if err := os.Link(src, dst); err == nil {
 		return nil
 	}

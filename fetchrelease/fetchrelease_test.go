@@ -535,3 +535,29 @@ func TestDearmor(t *testing.T) {
 		t.Fatal("truncated armor accepted")
 	}
 }
+
+// Two fetches into one cache at once: each file is downloaded once, both succeed.
+func TestFetchSharedCache(t *testing.T) {
+	s, raw, files := release(t)
+	cache := t.TempDir()
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := Fetch(context.Background(), raw, quick(cache, "x86_64"))
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range files {
+		if f.arch != "x86_64" {
+			continue
+		}
+		if got := s.fileRequests("/prod/streams/stable/builds/44.1/x86_64/" + f.name); len(got) != 1 {
+			t.Errorf("%s fetched %d times", f.name, len(got))
+		}
+	}
+}
