@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -229,5 +230,72 @@ func TestBuildFromStream(t *testing.T) {
 	mustFail(t, nil, "signature check failed", "build", "--stream", url, "--arch", "x86_64", "--cache", cache, "--verify-gpg", keyring, "--output", "oci:"+out2)
 	if _, err := os.Stat(out2); err == nil {
 		t.Fatal("an image written after a bad signature")
+	}
+}
+
+// TestBuildStreamProgress: downloads draw one status line on a terminal and plain lines
+// elsewhere. The release is made up (its qcow2.xz is no xz), so the build stops right after the
+// downloads, at dehydrate's check, with a one-line error.
+func TestBuildStreamProgress(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string][]byte{
+		"fcos-qemu.x86_64.qcow2.xz": bytes.Repeat([]byte("not xz "), 1<<20),
+		"fcos-vmware.x86_64.ova":    bytes.Repeat([]byte("ova "), 1<<19),
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := &streamServer{dir: dir, seen: map[string][]string{}}
+	s.Server = httptest.NewServer(s)
+	defer s.Close()
+	s.stream = []byte(fmt.Sprintf(`{"stream": "stable", "architectures": {"x86_64": {"artifacts": {
+  "qemu": {"release": "1", "formats": {"qcow2.xz": {"disk": {"location": "%[1]s/b/fcos-qemu.x86_64.qcow2.xz", "sha256": "%[2]s", "uncompressed-sha256": "%[3]s"}}}},
+  "vmware": {"release": "1", "formats": {"ova": {"disk": {"location": "%[1]s/b/fcos-vmware.x86_64.ova", "sha256": "%[4]s"}}}}}}}}`,
+		s.URL, sha256hex(files["fcos-qemu.x86_64.qcow2.xz"]), strings.Repeat("0", 64), sha256hex(files["fcos-vmware.x86_64.ova"])))
+	args := []string{"build", "--stream", s.URL + "/stable.json", "--arch", "x86_64", "--cache", t.TempDir(), "--output", "oci:" + filepath.Join(t.TempDir(), "layout")}
+
+	master, slave := openPTY(t)
+	defer master.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = slave
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	var screen bytes.Buffer
+	done := make(chan struct{})
+	go func() { io.Copy(&screen, master); close(done) }()
+	if err := cmd.Wait(); err == nil {
+		t.Fatal("a release whose qcow2.xz is no xz was built")
+	}
+	<-done
+	got := screen.String()
+	for _, want := range []string{"\r\x1b[Kfiles 2/2  ", "fcos-qemu.x86_64.qcow2.xz", "rehydrator: "} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("the terminal shows %q, want %q", got, want)
+		}
+	}
+	if strings.Contains(got, "downloaded fcos-") {
+		t.Fatalf("plain lines on a terminal: %q", got)
+	}
+
+	r := run(t, nil, args...)
+	if r.err == nil {
+		t.Fatal("a release whose qcow2.xz is no xz was built")
+	}
+	// The cache now holds both files: plain lines say so; no status line.
+	for _, want := range []string{"cached fcos-qemu.x86_64.qcow2.xz", "cached fcos-vmware.x86_64.ova"} {
+		if !bytes.Contains(r.stderr, []byte(want)) {
+			t.Fatalf("stderr has no %q:\n%s", want, r.stderr)
+		}
+	}
+	if bytes.Contains(r.stderr, []byte("\r")) {
+		t.Fatalf("a status line on redirected stderr: %q", r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(string(r.stderr)), "\n")
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "rehydrator: ") || !strings.Contains(last, "fcos-qemu.x86_64.qcow2.xz") {
+		t.Fatalf("last line %q: want the one-line error naming the file", last)
 	}
 }
