@@ -1,6 +1,7 @@
 package streammeta
 
 import (
+	"archive/zip"
 	"bufio"
 	"compress/gzip"
 	"context"
@@ -11,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 
 	"github.com/ulikunitz/xz"
 )
@@ -18,7 +20,10 @@ import (
 // ErrChecksum marks a file whose SHA-256 is not the one the stream metadata names.
 var ErrChecksum = errors.New("sha256 mismatch")
 
-// Decompress copies the shipped file at path into w, decompressed, and checks both the shipped
+// ErrZipMembers marks a shipped .zip that does not hold exactly one file.
+var ErrZipMembers = errors.New("zip does not hold exactly one file")
+
+// Decompress copies the shipped file at path into w, decompressed (.zip: its one member), and checks both the shipped
 // SHA-256 and the uncompressed SHA-256 while it streams. It returns the uncompressed size.
 // xz is decoded by xz(1) when it is on PATH (several times faster than the Go decoder), else in Go.
 func Decompress(ctx context.Context, a Artifact, path string, w io.Writer) (int64, error) {
@@ -42,6 +47,12 @@ func Decompress(ctx context.Context, a Artifact, path string, w io.Writer) (int6
 		}
 	case "xz":
 		n, err = decodeXZ(ctx, in, io.MultiWriter(w, out))
+	case "zip":
+		// A zip's directory is at its end: the shipped checksum is taken in a first pass and the
+		// member is read through the file's ReaderAt in the second.
+		if _, err = io.Copy(io.Discard, in); err == nil {
+			n, err = unzipOne(f, io.MultiWriter(w, out))
+		}
 	default:
 		err = fmt.Errorf("unknown compression %q", a.Compression)
 	}
@@ -57,6 +68,35 @@ func Decompress(ctx context.Context, a Artifact, path string, w io.Writer) (int6
 	}
 	if got := hex.EncodeToString(out.Sum(nil)); got != a.UncompressedSHA256 {
 		return n, fmt.Errorf("%s: %s: %w after decompression: got %s, stream metadata says uncompressed-sha256 %s", a.ID(), path, ErrChecksum, got, a.UncompressedSHA256)
+	}
+	return n, nil
+}
+
+// unzipOne copies the one file of the zip archive f into w; archive/zip checks its CRC-32.
+func unzipOne(f *os.File, w io.Writer) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	zr, err := zip.NewReader(f, st.Size())
+	if err != nil {
+		return 0, err
+	}
+	if len(zr.File) != 1 || zr.File[0].FileInfo().IsDir() {
+		names := make([]string, 0, len(zr.File))
+		for _, m := range zr.File {
+			names = append(names, m.Name)
+		}
+		return 0, fmt.Errorf("%w: it has %d entries (%s); rehydrator only unpacks a zip of one file", ErrZipMembers, len(zr.File), strings.Join(names, ", "))
+	}
+	rc, err := zr.File[0].Open()
+	if err != nil {
+		return 0, fmt.Errorf("zip member %s: %w", zr.File[0].Name, err)
+	}
+	defer rc.Close()
+	n, err := io.Copy(w, rc)
+	if err != nil {
+		return n, fmt.Errorf("zip member %s: %w", zr.File[0].Name, err)
 	}
 	return n, nil
 }

@@ -5,7 +5,6 @@
 package streammeta
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,14 +34,33 @@ type Artifact struct {
 	Location string `json:"location"`
 	// ShippedName is the last element of Location: the file name in a release directory.
 	ShippedName string `json:"shippedName"`
-	// Name is the rehydrated file's name: ShippedName without its compression suffix.
+	// Signature is the URL of the detached OpenPGP signature of the shipped file, as the stream
+	// metadata gives it ("" when it gives none).
+	Signature string `json:"signature,omitempty"`
+	// Name is the rehydrated file's name: ShippedName without its compression suffix when the
+	// artifact is rehydrated uncompressed, else ShippedName itself.
 	Name string `json:"name"`
-	// Compression of the shipped file: "xz", "gzip" or "" (shipped as is).
+	// Compression that rehydration undoes: "xz", "gzip", "zip" (one member) or "" (the
+	// rehydrated file is the shipped file, bit for bit).
 	Compression string `json:"compression,omitempty"`
-	// SHA256 of the shipped file; UncompressedSHA256 of the file after decompression (equal to
-	// SHA256 for files shipped uncompressed). Both lowercase hex.
+	// SHA256 of the shipped file; UncompressedSHA256 of the file rehydrate produces (Name): the
+	// stream's uncompressed-sha256 when Compression is set, else SHA256. Both lowercase hex.
 	SHA256             string `json:"sha256"`
 	UncompressedSHA256 string `json:"uncompressedSha256"`
+}
+
+// Checksum rules: which stream-metadata checksum judges the rehydrated file.
+const (
+	RuleUncompressed = "uncompressed-sha256" // the file inside .xz/.gz/.zip, as uncompressed-sha256 says
+	RuleShipped      = "sha256"              // the shipped file itself, as sha256 says
+)
+
+// Rule says which checksum of the stream metadata the rehydrated file is held to.
+func (a Artifact) Rule() string {
+	if a.Compression != "" {
+		return RuleUncompressed
+	}
+	return RuleShipped
 }
 
 // ID names an artifact uniquely within a release: "x86_64/metal/4k.raw.xz/disk".
@@ -80,29 +98,45 @@ var ErrInvalid = errors.New("invalid stream metadata")
 
 var hexSHA256 = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
-// Parse reads stream metadata and validates every artifact entry.
+// document is the part of stream.json that names files. Kinds are read as map keys so that a
+// kind this program has never seen (beside disk, kernel, initramfs, rootfs) is kept, not dropped.
+type document struct {
+	Architectures map[string]struct {
+		Artifacts map[string]struct {
+			Formats map[string]map[string]*stream.Artifact `json:"formats"`
+		} `json:"artifacts"`
+	} `json:"architectures"`
+}
+
+// Parse reads stream metadata and validates every artifact entry. Only what names files is
+// validated: the images section and keys this program does not know are left alone (Raw keeps
+// them byte for byte).
 func Parse(raw []byte) (*Release, error) {
-	var s stream.Stream
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if err := dec.Decode(&s); err != nil {
+	var doc document
+	if err := json.Unmarshal(raw, &doc); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if len(s.Architectures) == 0 {
+	if len(doc.Architectures) == 0 {
 		return nil, fmt.Errorf("%w: no architectures", ErrInvalid)
 	}
-	r := &Release{Raw: raw, Stream: s}
+	r := &Release{Raw: raw}
+	// Stream is a convenience view in the upstream types; a shape they do not expect (a new
+	// images entry, say) must not make a release unreadable, so it is filled best effort.
+	if err := json.Unmarshal(raw, &r.Stream); err != nil {
+		r.Stream = stream.Stream{Architectures: map[string]stream.Arch{}}
+		for arch := range doc.Architectures {
+			r.Stream.Architectures[arch] = stream.Arch{}
+		}
+	}
 	seen := map[string]string{}
-	for arch, a := range s.Architectures {
+	for arch, a := range doc.Architectures {
 		for platform, pa := range a.Artifacts {
 			for format, f := range pa.Formats {
-				for _, k := range []struct {
-					kind string
-					art  *stream.Artifact
-				}{{KindDisk, f.Disk}, {KindKernel, f.Kernel}, {KindInitramfs, f.Initramfs}, {KindRootfs, f.Rootfs}} {
-					if k.art == nil {
+				for kind, sa := range f {
+					if sa == nil {
 						continue
 					}
-					art, err := newArtifact(arch, platform, format, k.kind, k.art)
+					art, err := newArtifact(arch, platform, format, kind, sa)
 					if err != nil {
 						return nil, err
 					}
@@ -123,7 +157,7 @@ func Parse(raw []byte) (*Release, error) {
 }
 
 func newArtifact(arch, platform, format, kind string, s *stream.Artifact) (Artifact, error) {
-	a := Artifact{Arch: arch, Platform: platform, Format: format, Kind: kind, Location: s.Location,
+	a := Artifact{Arch: arch, Platform: platform, Format: format, Kind: kind, Location: s.Location, Signature: s.Signature,
 		SHA256: strings.ToLower(s.Sha256), UncompressedSHA256: strings.ToLower(s.UncompressedSha256)}
 	id := a.ID()
 	if s.Location == "" {
@@ -134,30 +168,34 @@ func newArtifact(arch, platform, format, kind string, s *stream.Artifact) (Artif
 		return a, fmt.Errorf("%w: %s: location %q does not end in a file name", ErrInvalid, id, s.Location)
 	}
 	a.Name = a.ShippedName
-	switch {
-	// The output is the uncompressed file: gcp's .tar.gz rehydrates to its .tar, whose checksum is
-	// the uncompressed-sha256 the stream metadata gives.
-	case strings.HasSuffix(a.ShippedName, ".xz"):
-		a.Compression, a.Name = "xz", strings.TrimSuffix(a.ShippedName, ".xz")
-	case strings.HasSuffix(a.ShippedName, ".gz"):
-		a.Compression, a.Name = "gzip", strings.TrimSuffix(a.ShippedName, ".gz")
-	}
 	if !hexSHA256.MatchString(a.SHA256) {
 		return a, fmt.Errorf("%w: %s: sha256 %q is not 64 hex digits", ErrInvalid, id, s.Sha256)
 	}
-	if a.Compression == "" {
-		if a.UncompressedSHA256 == "" {
-			a.UncompressedSHA256 = a.SHA256
-		}
-		if a.UncompressedSHA256 != a.SHA256 {
-			return a, fmt.Errorf("%w: %s: shipped uncompressed but sha256 and uncompressed-sha256 differ", ErrInvalid, id)
-		}
+	// The real stream is the rule book: a file that comes with an uncompressed-sha256 is rehydrated
+	// uncompressed and held to it (qcow2.xz, raw.gz, vhdx.zip, the 2024 gcp tar.gz); a file with
+	// sha256 only is rehydrated as shipped (ova, nutanix's qcow2, the live files, the 2026 gcp
+	// tar.gz: its .tar.gz comes out exactly as Fedora shipped it).
+	if a.UncompressedSHA256 == "" || a.UncompressedSHA256 == a.SHA256 {
+		a.UncompressedSHA256 = a.SHA256
+		return a, nil
 	}
 	if !hexSHA256.MatchString(a.UncompressedSHA256) {
 		return a, fmt.Errorf("%w: %s: uncompressed-sha256 %q is not 64 hex digits", ErrInvalid, id, s.UncompressedSha256)
 	}
+	for _, c := range compressions {
+		if strings.HasSuffix(a.ShippedName, c.suffix) && len(a.ShippedName) > len(c.suffix) {
+			a.Compression, a.Name = c.name, strings.TrimSuffix(a.ShippedName, c.suffix)
+			return a, nil
+		}
+	}
+	// A wrapper this program cannot undo (.zst, say): the shipped file is still known bit for bit
+	// by its sha256, so it is kept and rehydrated as shipped rather than refused.
+	a.UncompressedSHA256 = a.SHA256
 	return a, nil
 }
+
+// compressions are the shipped wrappers that rehydration undoes, by file name suffix.
+var compressions = []struct{ suffix, name string }{{".xz", "xz"}, {".gz", "gzip"}, {".zip", "zip"}}
 
 // Find returns the artifact with the given ID.
 func (r *Release) Find(id string) (Artifact, bool) {

@@ -21,9 +21,10 @@ func newBuildCmd() *cobra.Command {
 		keepWork, quiet                                              bool
 		signKey, identity                                            string
 		archBinaries                                                 []string
+		stream                                                       streamFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "build RELEASE_DIR... --output REF",
+		Use:   "build {RELEASE_DIR... | --stream FILE|URL} --output REF",
 		Short: "Dehydrate a release directory (stream.json + shipped files) into one image",
 		Long: `Reads RELEASE_DIR/stream.json and every file it lists (named as the last element of its
 location), checks each file's sha256 and, after decompression, its uncompressed-sha256, and
@@ -41,23 +42,37 @@ The same inputs give the same image digest.
 Several RELEASE_DIRs, one per architecture (x86_64, aarch64, ...: the architecture of each
 stream.json), make one image per architecture and an OCI image index over them (oci: or
 docker://); "rehydrate --arch" and podman pick theirs. The tool layer of an architecture other
-than this machine's needs that architecture's static binary: --arch-binary aarch64=PATH.`,
+than this machine's needs that architecture's static binary: --arch-binary aarch64=PATH.
+
+--stream FILE|URL builds from a stream.json instead: it downloads the files of the chosen
+architectures (--arch, default this machine's) into --cache, checks each sha256 while it streams
+(and its .sig with --verify-gpg KEYRING), resumes cut downloads, skips what the cache holds, and
+builds the release directories it made there. --dry-run lists the artifacts and downloads nothing.`,
 		Example: `  rehydrator build ./release --output oci:./fcos-images:stable
   rehydrator build ./release --output docker://registry.example:5000/fcos-images:stable --compression gzip
+  rehydrator build --stream https://builds.coreos.fedoraproject.org/streams/stable.json --verify-gpg fedora.gpg --output oci:./fcos-images:stable
   rehydrator build ./x86_64 ./aarch64 --arch-binary aarch64=./rehydrator.arm64 --output oci:./fcos-images:stable`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usagef("build takes a RELEASE_DIR (one per architecture), got none")
+			if err := stream.check(cmd, args); err != nil {
+				return err
 			}
-			if len(args) > 1 && report != "" {
+			if len(args) == 0 && stream.src == "" {
+				return usagef("build takes a RELEASE_DIR (one per architecture) or --stream, got none")
+			}
+			if (len(args) > 1 || len(stream.arches) > 1) && report != "" {
 				return usagef("--report takes one RELEASE_DIR, got %d", len(args))
 			}
-			if output == "" {
+			if output == "" && !stream.dryRun {
 				return usagef("build needs --output REF (oci:PATH[:TAG], docker-archive:PATH or docker://HOST/REPO:TAG)")
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			if stream.src != "" {
+				if args, err = stream.releaseDirs(cmd, quiet); err != nil || args == nil {
+					return err // args == nil: --dry-run printed the artifacts
+				}
+			}
 			ctx := cmd.Context()
 			say := func(msg string) {
 				if !quiet {
@@ -162,6 +177,7 @@ than this machine's needs that architecture's static binary: --arch-binary aarch
 	f.StringVar(&report, "report", "", "write what each artifact costs in the image (JSON) to this file")
 	f.StringVar(&signKey, "sign-key", "", "sign the image with this private key (see \"sign\"); checked before the build starts")
 	identityFlag(cmd, &identity)
+	stream.register(cmd)
 	return cmd
 }
 
