@@ -66,6 +66,8 @@ func formatDisks(t *testing.T) (base string, targets map[string]string) {
 	run(t, "qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "adapter_type=lsilogic,subformat=streamOptimized,compat6", src, targets["vmdk"])
 	targets["vhd"] = filepath.Join(dir, "azure.vhd")
 	run(t, "qemu-img", "convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed,force_size", src, targets["vhd"])
+	targets["vhdx"] = filepath.Join(dir, "hyperv.vhdx")
+	run(t, "qemu-img", "convert", "-f", "raw", "-O", "vhdx", src, targets["vhdx"])
 	targets["gnu-sparse-tar"] = filepath.Join(dir, "gcp.tar")
 	run(t, "tar", "--format=oldgnu", "--sparse", "--owner=0", "--group=0", "--numeric-owner", "--mtime=@1700000000", "-C", filepath.Join(dir, "gcp"), "-cf", targets["gnu-sparse-tar"], "disk.raw")
 	if b, _ := os.ReadFile(targets["gnu-sparse-tar"]); len(b) < 512 || b[156] != 'S' {
@@ -165,7 +167,7 @@ func TestFormatCandidates(t *testing.T) {
 			if err != nil || whole || c == nil {
 				t.Fatalf("formatCandidate: %v whole=%v %q", err, whole, note)
 			}
-			op := map[string]string{"vmdk": "vmdk-encode", "ova": "ova", "vhd": "vhd-fixed", "gnu-sparse-tar": "gnu-sparse-tar"}[strings.Fields(name)[0]]
+			op := map[string]string{"vmdk": "vmdk-encode", "ova": "ova", "vhd": "vhd-fixed", "vhdx": "vhdx-dynamic", "gnu-sparse-tar": "gnu-sparse-tar"}[strings.Fields(name)[0]]
 			method := c.method(func(id string) string { return id })
 			if !c.onBaseline || !strings.HasPrefix(method, "qcow2-decode+delta+") || !strings.Contains(method, op) {
 				t.Fatalf("method %q, want qcow2-decode+delta+...%s", method, op)

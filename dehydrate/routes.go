@@ -45,9 +45,10 @@ func cutFromISO(_ context.Context, j *job, _ *candidate) (*candidate, error) {
 	return nil, nil
 }
 
-// formatSteps: a disk in a format with recipe steps (formats.go). Once its format is
-// recognised, no plain delta of its compressed bytes is worth computing: the candidate (or
-// the whole file, when the format cannot be re-encoded) is final.
+// formatSteps: a disk in a format with recipe steps (internal/diskview's table; the candidate
+// is made in formats.go). Once its format is recognised, no plain delta of its compressed
+// bytes is worth computing: the candidate (or the whole file, when the format cannot be
+// re-encoded) is final.
 func formatSteps(ctx context.Context, j *job, _ *candidate) (*candidate, error) {
 	if !j.hasBase() || !j.isDisk() || isQcow2(j.file) {
 		return nil, nil

@@ -229,8 +229,9 @@ func TestFormatParamsRejected(t *testing.T) {
 // FuzzFormatStep runs every format step on fuzzed parameters and inputs: a step must produce
 // its file or fail, never panic or hang.
 func FuzzFormatStep(f *testing.F) {
-	ops := []string{OpVMDKEncode, OpOVA, OpSparseTar, OpVHDFixed}
-	for _, c := range formatCases(f) {
+	ops := []string{OpVMDKEncode, OpOVA, OpSparseTar, OpVHDFixed, OpVHDXDynamic}
+	vx, _ := vhdxCase(f)
+	for _, c := range append(formatCases(f), vx) {
 		for i, op := range ops {
 			if op == c.step.Op {
 				f.Add(uint8(i), []byte(c.step.Params), c.guest)
@@ -266,6 +267,8 @@ func sizeOf(s Step) (int64, bool) {
 	case *sparsetar.Layout:
 		a, err := p.Parse()
 		return a.Size(), err == nil
+	case *vhdxParams:
+		return p.Size(), true
 	}
 	return 0, false
 }

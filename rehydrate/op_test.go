@@ -24,6 +24,7 @@ var badParams = map[string]Step{
 	OpOVA:         {Op: OpOVA, Params: json.RawMessage(`{"disk":"disk.vmdk"}`)},
 	OpVHDFixed:    {Op: OpVHDFixed, Params: json.RawMessage(`{"dataSize":512}`)},
 	OpSparseTar:   {Op: OpSparseTar, Params: json.RawMessage(`{}`)},
+	OpVHDXDynamic: {Op: OpVHDXDynamic, Params: json.RawMessage(`{"fileSize":4096,"chunks":[]}`)},
 }
 
 // noParamOps are the ops without parameters: any step of theirs is valid.

@@ -29,7 +29,6 @@
 package vhdx
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -60,9 +59,6 @@ const (
 	BlockPartiallyPresent = 7
 )
 
-// Magic starts every VHDX file.
-const Magic = "vhdxfile"
-
 // ErrNotVHDX means the data does not start with the VHDX file identifier.
 var ErrNotVHDX = errors.New("vhdx: not a VHDX (no vhdxfile identifier)")
 
@@ -72,9 +68,6 @@ var ErrCorrupt = errors.New("vhdx: corrupt")
 // ErrUnsupported marks a valid VHDX this package does not handle (a log to
 // replay, a parent disk, partially present blocks).
 var ErrUnsupported = errors.New("vhdx: unsupported")
-
-// Sniff reports whether b starts like a VHDX file.
-func Sniff(b []byte) bool { return bytes.HasPrefix(b, []byte(Magic)) }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -228,15 +221,12 @@ func readAt(r io.ReaderAt, b []byte, off, size int64, what string) error {
 // Open parses the size-byte VHDX in r.
 func Open(r io.ReaderAt, size int64) (*Image, error) {
 	img := &Image{r: r, fileSize: size}
-	id := make([]byte, 8)
+	if !Sniff(r, size) {
+		return nil, ErrNotVHDX
+	}
 	if size < headerSectionSize {
-		return nil, ErrNotVHDX
-	}
-	if err := readAt(r, id, 0, size, "file identifier"); err != nil {
-		return nil, err
-	}
-	if !Sniff(id) {
-		return nil, ErrNotVHDX
+		// It has the identifier: a VHDX cut short, not some other file.
+		return nil, fmt.Errorf("%w: the file has %d bytes, fewer than the %d of the header section (truncated)", ErrCorrupt, size, headerSectionSize)
 	}
 	b := make([]byte, regionTableSize)
 	var errs [2]error

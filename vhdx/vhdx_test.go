@@ -288,7 +288,9 @@ func TestOpenErrors(t *testing.T) {
 		want error
 	}{
 		{"not vhdx", mut(func(b []byte) { b[0] = 'x' }), ErrNotVHDX},
-		{"short", vx[:4096], ErrNotVHDX},
+		{"short", vx[:4096], ErrCorrupt},
+		{"identifier only", vx[:len(Magic)], ErrCorrupt},
+		{"empty", nil, ErrNotVHDX},
 		{"both headers bad", mut(func(b []byte) { b[header1Off+9]++; b[header2Off+9]++ }), ErrCorrupt},
 		{"log to replay", mut(func(b []byte) {
 			for _, off := range []int{header1Off, header2Off} {
@@ -316,7 +318,8 @@ func TestOpenErrors(t *testing.T) {
 
 func TestSniff(t *testing.T) {
 	vx, _ := smallVHDX(t)
-	if !Sniff(vx) || Sniff([]byte("conectix")) || Sniff(nil) {
+	sniff := func(b []byte) bool { return Sniff(bytes.NewReader(b), int64(len(b))) }
+	if !sniff(vx) || !sniff(vx[:len(Magic)]) || sniff([]byte("conectix")) || sniff([]byte("vhdxfil")) || sniff(nil) {
 		t.Fatal("Sniff")
 	}
 }

@@ -15,8 +15,8 @@ func newPlatformIDCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "platformid DISK",
 		Short: "Print the ignition.platform.id stamped into a disk image",
-		Long: `Reads DISK (qcow2, streamOptimized VMDK, an OVA, fixed VHD, GCP's tar of disk.raw, or raw;
-a rehydrated file or a shipped one, uncompressed), finds the boot partition in its GPT, reads
+		Long: `Reads DISK (qcow2, streamOptimized VMDK, an OVA, fixed VHD, dynamic VHDX, GCP's tar of
+disk.raw, or raw; a rehydrated file or a shipped one, uncompressed), finds the boot partition in its GPT, reads
 the BLS entry (loader/entries/*.conf) from its ext4 filesystem and prints the value of the
 ignition.platform.id= kernel argument, e.g. "aws". --verbose adds the format, the partition
 and the entry it came from.`,

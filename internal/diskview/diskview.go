@@ -1,6 +1,6 @@
 // Package diskview is the one table of disk container formats Fedora CoreOS ships (qcow2,
-// streamOptimized VMDK, an OVA holding one, fixed VHD, GCP's sparse tar of disk.raw; anything
-// else is raw): how each is recognised, how it opens as its guest view (the bytes a virtual
+// streamOptimized VMDK, dynamic VHDX, an OVA holding a VMDK, fixed VHD, GCP's sparse tar of
+// disk.raw; anything else is raw): how each is recognised, how it opens as its guest view (the bytes a virtual
 // machine sees), and the recipe steps that write it again around that view. dehydrate, the
 // platformid command and list --check all read disks through it. The magic numbers live in the
 // format packages (their Sniff functions); this package only orders them.
@@ -14,6 +14,7 @@ import (
 	"github.com/rehydrator/rehydrator/rehydrate"
 	"github.com/rehydrator/rehydrator/sparsetar"
 	"github.com/rehydrator/rehydrator/vhd"
+	"github.com/rehydrator/rehydrator/vhdx"
 	"github.com/rehydrator/rehydrator/vmdk"
 )
 
@@ -38,10 +39,12 @@ type Format struct {
 }
 
 // Formats is the table, in the order the formats are tried. A format whose signature is
-// strong (a magic at offset 0) comes before one recognised by its structure.
+// strong (a magic at offset 0) comes before one recognised by its structure or by bytes at
+// its end: a VHDX's last bytes are guest data, which may end like a VHD's footer.
 var Formats = []Format{
 	{"qcow2", qcow2.Sniff, openQcow2},
 	{"vmdk", vmdk.Sniff, openVMDK},
+	{"vhdx", vhdx.Sniff, openVHDX},
 	{"vhd", vhd.Sniff, openVHD},
 	{"ova", vmdk.SniffOVA, openOVA},
 	{"gnu-sparse-tar", sparsetar.Sniff, openSparseTar},
@@ -119,4 +122,12 @@ func openOVA(r io.ReaderAt, size int64) (*View, error) {
 		return nil, err
 	}
 	return &View{ReaderAt: img, Size: img.Size(), Steps: func() ([]rehydrate.Step, error) { return ovaSteps(r, o, disk, img) }}, nil
+}
+
+func openVHDX(r io.ReaderAt, size int64) (*View, error) {
+	img, err := vhdx.Open(r, size)
+	if err != nil {
+		return nil, err
+	}
+	return &View{ReaderAt: img, Size: img.VirtualSize, Steps: func() ([]rehydrate.Step, error) { return vhdxSteps(img) }}, nil
 }

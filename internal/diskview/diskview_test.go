@@ -3,6 +3,8 @@ package diskview
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -13,8 +15,10 @@ import (
 	"testing"
 
 	"github.com/rehydrator/rehydrator/qcow2"
+	"github.com/rehydrator/rehydrator/rehydrate"
 	"github.com/rehydrator/rehydrator/sparsetar"
 	"github.com/rehydrator/rehydrator/vhd"
+	"github.com/rehydrator/rehydrator/vhdx"
 	"github.com/rehydrator/rehydrator/vmdk"
 )
 
@@ -63,6 +67,7 @@ func disks(t *testing.T) (raw []byte, files map[string][]byte) {
 		"qcow2": {"-O", "qcow2"},
 		"vmdk":  {"-O", "vmdk", "-o", "subformat=streamOptimized"},
 		"vhd":   {"-O", "vpc", "-o", "subformat=fixed,force_size"},
+		"vhdx":  {"-O", "vhdx"}, // dynamic, as osbuild makes hyperv's
 	} {
 		out := filepath.Join(dir, "disk."+name)
 		run(t, "qemu-img", append(append([]string{"convert", "-f", "raw"}, args...), rawPath, out)...)
@@ -86,7 +91,7 @@ func disks(t *testing.T) (raw []byte, files map[string][]byte) {
 // bytes, and offers the recipe steps that write it again (qcow2 has its own routes, raw none).
 func TestOpen(t *testing.T) {
 	raw, files := disks(t)
-	steps := map[string][]string{"vmdk": {"vmdk-encode"}, "ova": {"vmdk-encode", "ova"}, "vhd": {"vhd-fixed"}, "gnu-sparse-tar": {"gnu-sparse-tar"}}
+	steps := map[string][]string{"vmdk": {"vmdk-encode"}, "ova": {"vmdk-encode", "ova"}, "vhd": {"vhd-fixed"}, "vhdx": {"vhdx-dynamic"}, "gnu-sparse-tar": {"gnu-sparse-tar"}}
 	if len(files) != len(Formats)+1 {
 		t.Fatalf("%d test files for %d formats and raw", len(files), len(Formats))
 	}
@@ -125,6 +130,16 @@ func TestOpen(t *testing.T) {
 		if strings.Join(ops, " ") != strings.Join(steps[want], " ") {
 			t.Fatalf("%s: steps %v, want %v", want, ops, steps[want])
 		}
+		// The steps write the very file again from its guest view.
+		var out bytes.Buffer
+		src := rawBlob{digest: fmt.Sprintf("sha256:%x", sha256.Sum256(got)), b: got}
+		if _, err := rehydrate.Run(context.Background(), src, []rehydrate.Blob{{Digest: src.digest, Size: int64(len(got))}},
+			append([]rehydrate.Step{{Op: rehydrate.OpBlob, Blob: src.digest}}, s...), &out); err != nil {
+			t.Fatalf("%s steps: %v", want, err)
+		}
+		if !bytes.Equal(out.Bytes(), b) {
+			t.Fatalf("%s: its steps write %d other bytes than the %d-byte file", want, out.Len(), len(b))
+		}
 	}
 	tarball := gunzip(t, "../../sparsetar/testdata/extended.tar.gz")
 	if v, err := Open(bytes.NewReader(tarball), int64(len(tarball))); err != nil || v.Format != "gnu-sparse-tar" {
@@ -138,6 +153,9 @@ func TestOpenDamaged(t *testing.T) {
 	_, files := disks(t)
 	footer := bytes.Clone(files["vhd"])
 	footer[len(footer)-512+40] ^= 1 // the original size: the checksum no longer matches
+	vhdxHeaders := bytes.Clone(files["vhdx"])
+	vhdxHeaders[64<<10+9] ^= 1 // the sequence numbers of both headers: their checksums no longer match
+	vhdxHeaders[128<<10+9] ^= 1
 	for _, c := range []struct {
 		format string
 		b      []byte
@@ -146,6 +164,8 @@ func TestOpenDamaged(t *testing.T) {
 		{"qcow2", corruptQcow2(files["qcow2"]), qcow2.ErrCorrupt},
 		{"vmdk", files["vmdk"][:600], vmdk.ErrCorrupt},
 		{"vhd", footer, vhd.ErrCorrupt},
+		{"vhdx", files["vhdx"][:600], vhdx.ErrCorrupt},
+		{"vhdx", vhdxHeaders, vhdx.ErrCorrupt},
 		{"ova", files["ova"][:3000], vmdk.ErrNotOVA},
 		{"gnu-sparse-tar", files["gnu-sparse-tar"][:1024], sparsetar.ErrCorrupt},
 	} {
@@ -158,6 +178,19 @@ func TestOpenDamaged(t *testing.T) {
 			t.Errorf("damaged %s: %v, %v; want an error wrapping %q", c.format, v, err, c.want)
 		}
 	}
+}
+
+// rawBlob serves one blob from memory.
+type rawBlob struct {
+	digest string
+	b      []byte
+}
+
+func (r rawBlob) OpenBlob(_ context.Context, d string) (io.ReadCloser, error) {
+	if d != r.digest {
+		return nil, fmt.Errorf("no blob %s", d)
+	}
+	return io.NopCloser(bytes.NewReader(r.b)), nil
 }
 
 // corruptQcow2 points the qcow2's L1 table past the end of the file.

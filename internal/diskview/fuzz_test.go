@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/rehydrator/rehydrator/vhd"
+	"github.com/rehydrator/rehydrator/vhdx"
 )
 
 // FuzzOpen: any bytes are claimed by at most one format and give a view or an error, never a
@@ -30,6 +31,7 @@ func FuzzOpen(f *testing.F) {
 	fixed.Write(make([]byte, 1024))
 	fixed.Write(footer)
 	f.Add(fixed.Bytes())
+	f.Add(append([]byte(vhdx.Magic), make([]byte, 2<<20)...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		claims := 0
 		for _, ft := range Formats {

@@ -2,12 +2,14 @@ package diskview
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
 	"github.com/rehydrator/rehydrator/rehydrate"
 	"github.com/rehydrator/rehydrator/sparsetar"
 	"github.com/rehydrator/rehydrator/vhd"
+	"github.com/rehydrator/rehydrator/vhdx"
 	"github.com/rehydrator/rehydrator/vmdk"
 )
 
@@ -25,6 +27,23 @@ func sparseTarSteps(a *sparsetar.Archive) func() ([]rehydrate.Step, error) {
 	return func() ([]rehydrate.Step, error) {
 		return []rehydrate.Step{step(rehydrate.OpSparseTar, &a.Layout)}, nil
 	}
+}
+
+// vhdxSteps is vhdx-dynamic with the file's layout. A layout that cannot be kept (blocks that
+// overlap, too many bytes outside them) or streamed (blocks out of guest order, which qemu-img
+// never writes) leaves the file whole.
+func vhdxSteps(img *vhdx.Image) ([]rehydrate.Step, error) {
+	l, err := img.Layout()
+	if errors.Is(err, vhdx.ErrCorrupt) || errors.Is(err, vhdx.ErrUnsupported) {
+		return nil, fmt.Errorf("%w: %v", ErrNoEncoder, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !l.InOrder() {
+		return nil, fmt.Errorf("%w: vhdx-dynamic cannot reproduce it: %v", ErrNoEncoder, vhdx.ErrOrder)
+	}
+	return []rehydrate.Step{step(rehydrate.OpVHDXDynamic, l)}, nil
 }
 
 func vmdkSteps(img *vmdk.Image) ([]rehydrate.Step, error) {
