@@ -41,7 +41,7 @@ type golden struct {
 	Metadata string `json:"metadataLayer"`
 	// Layers maps each blob of the recipe to the digest of the layer that carries it.
 	Layers map[string]string `json:"blobLayers"`
-	// Methods maps each artifact to its steps, for the reader of a diff.
+	// Steps maps each artifact to its steps, for the reader of a diff.
 	Steps map[string]string `json:"steps"`
 }
 
@@ -101,10 +101,12 @@ func TestGoldenImage(t *testing.T) {
 	}
 	if got.Recipe != want.Recipe {
 		diffs = append(diffs, fmt.Sprintf("rehydrator.json %s, want %s", got.Recipe, want.Recipe))
-	}
-	for _, id := range sortedKeys(want.Steps, got.Steps) {
-		if got.Steps[id] != want.Steps[id] {
-			diffs = append(diffs, fmt.Sprintf("%s: steps %s, want %s", id, got.Steps[id], want.Steps[id]))
+		// The steps as Step.String shows them say where; they are not compared otherwise, as
+		// their rendering may change without the recipe changing.
+		for _, id := range sortedKeys(want.Steps, got.Steps) {
+			if got.Steps[id] != want.Steps[id] {
+				diffs = append(diffs, fmt.Sprintf("%s: steps %s, want %s", id, got.Steps[id], want.Steps[id]))
+			}
 		}
 	}
 	if got.Metadata != want.Metadata {
