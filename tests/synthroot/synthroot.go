@@ -154,8 +154,17 @@ func write(root string, s Spec) error {
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(paths)))
 	for _, p := range paths {
-		if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
 			continue
+		}
+		if fi.IsDir() {
+			if err := os.Chmod(p, 0o755); err != nil { // umask-independent
+				return err
+			}
 		}
 		if err := os.Chtimes(p, mtime, mtime); err != nil {
 			return err
