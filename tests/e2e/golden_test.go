@@ -77,6 +77,9 @@ func TestGoldenImage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if err := os.MkdirAll(filepath.Dir(goldenFile), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(goldenFile, append(b, '\n'), 0o644); err != nil {
 			t.Fatal(err)
 		}

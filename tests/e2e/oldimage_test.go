@@ -22,12 +22,14 @@ const oldImageDir = "testdata/old-image"
 // Only for a new generation of old image, made by the tool of the commit that adds it.
 const makeOldImageEnv = "REHYDRATOR_MAKE_OLD_IMAGE"
 
-// tinySize is a release of a few MiB: the smallest disk the fixture layout allows (a 19 MiB
-// root, boot big enough for an ext4 journal), so that its image can be checked in.
-var tinySize = fixtures.Size{Name: "tiny", DiskBytes: 32 << 20, RootDataBytes: 1 << 20, EFIBytes: 2 << 20,
+// tinySize is a release of a few MiB, so that its image can be checked in: about the smallest
+// the fixture layout allows (a root of at least 16 MiB, a boot filesystem big enough for an ext4
+// journal, an EFI partition that holds the 4.4 MiB of shim and GRUB stand-ins, cut from at
+// least 2.6 MiB of root files).
+var tinySize = fixtures.Size{Name: "tiny", DiskBytes: 40 << 20, RootDataBytes: 3 << 20, EFIBytes: 6 << 20,
 	BootBytes: 8 << 20, KernelBytes: 64 << 10, InitramfsBytes: 64 << 10}
 
-var tinyTree = synthroot.Spec{Name: "tiny", Seed: 2, Bytes: 3 << 19}
+var tinyTree = synthroot.Spec{Name: "tiny", Seed: 2, Bytes: 7 << 19}
 
 // TestOldImage rehydrates every artifact of the checked-in old image with the current tool and
 // checks each against the SHA-256 the original release had.
