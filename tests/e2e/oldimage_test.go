@@ -29,7 +29,7 @@ const makeOldImageEnv = "REHYDRATOR_MAKE_OLD_IMAGE"
 var tinySize = fixtures.Size{Name: "tiny", DiskBytes: 40 << 20, RootDataBytes: 3 << 20, EFIBytes: 6 << 20,
 	BootBytes: 8 << 20, KernelBytes: 64 << 10, InitramfsBytes: 64 << 10}
 
-var tinyTree = synthroot.Spec{Name: "tiny", Seed: 2, Bytes: 7 << 19}
+var tinyTree = synthroot.Spec{Name: "tiny", Seed: 2, Bytes: 7 << 19, Compressible: true}
 
 // TestOldImage rehydrates every artifact of the checked-in old image with the current tool and
 // checks each against the SHA-256 the original release had.

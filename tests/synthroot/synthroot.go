@@ -20,6 +20,9 @@ type Spec struct {
 	Name  string // directory name under Base; part of every staged path, so keep it fixed
 	Seed  uint64
 	Bytes int64 // about this many bytes of regular files
+	// Compressible makes every file text of a few repeated lines: for images small enough to be
+	// checked in.
+	Compressible bool
 }
 
 // Base is where trees are written. The fixture builder stages each file under its absolute
@@ -34,7 +37,11 @@ var mtime = time.Unix(1700000000, 0)
 // fixtures.Options.SourceRoots. Parallel callers are safe: each writes a private copy and
 // renames it into place; the first rename wins and the copies are identical.
 func Roots(s Spec) ([]string, error) {
-	dir := filepath.Join(Base, fmt.Sprintf("%s-%x-%d", s.Name, s.Seed, s.Bytes))
+	name := fmt.Sprintf("%s-%x-%d", s.Name, s.Seed, s.Bytes)
+	if s.Compressible {
+		name += "-c"
+	}
+	dir := filepath.Join(Base, name)
 	roots := []string{filepath.Join(dir, "usr/bin"), filepath.Join(dir, "usr/lib"), filepath.Join(dir, "usr/share")}
 	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
 		return roots, nil
@@ -105,6 +112,13 @@ func write(root string, s Spec) error {
 		{"usr/share/doc", ".txt", 15, 2 << 10, 256 << 10, text},
 		{"usr/share/data", ".bin", 10, 8 << 10, 512 << 10, random},
 		{"usr/share/misc", ".dat", 5, 4 << 10, 128 << 10, sparse},
+	}
+	if s.Compressible {
+		kinds = []kind{
+			{"usr/bin", "", 40, 64 << 10, 512 << 10, lines},
+			{"usr/lib", ".so.1", 40, 64 << 10, 512 << 10, lines},
+			{"usr/share/doc", ".txt", 20, 16 << 10, 128 << 10, lines},
+		}
 	}
 	for _, k := range kinds {
 		budget := s.Bytes * int64(k.share) / 100
@@ -241,4 +255,18 @@ func sparse(r *rng, n int) []byte {
 		}
 	}
 	return b
+}
+
+// lines repeats a few lines of text: compresses to almost nothing.
+func lines(r *rng, n int) []byte {
+	set := make([][]byte, 8)
+	for i := range set {
+		set[i] = text(r, 40+r.intn(40))
+		set[i][len(set[i])-1] = '\n'
+	}
+	b := make([]byte, 0, n+80)
+	for len(b) < n {
+		b = append(b, set[r.intn(len(set))]...)
+	}
+	return b[:n]
 }
