@@ -21,6 +21,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/rehydrator/rehydrator/internal/ctxio"
+	"github.com/rehydrator/rehydrator/internal/units"
+	"github.com/rehydrator/rehydrator/internal/workpool"
 )
 
 // BuildSpec is everything an image is made of. The same spec (same file contents) gives the
@@ -229,7 +231,7 @@ type blobFile struct {
 // known before the layer's tar starts.
 func (b *builder) hashBlobs(ctx context.Context) ([]blobFile, error) {
 	out := make([]blobFile, len(b.spec.Blobs))
-	err := forEach(ctx, len(out), layerJobs, func(i int) error {
+	err := workpool.ForEach(ctx, len(out), layerJobs, func(i int) error {
 		p := b.spec.Blobs[i]
 		f, err := os.Open(p)
 		if err != nil {
@@ -243,7 +245,7 @@ func (b *builder) hashBlobs(ctx context.Context) ([]blobFile, error) {
 		if !st.Mode().IsRegular() {
 			return fmt.Errorf("blob %s is not a regular file", p)
 		}
-		b.report("hashing blob %s (%s)", p, humanSize(st.Size()))
+		b.report("hashing blob %s (%s)", p, units.Bytes(st.Size()))
 		h := sha256.New()
 		n, err := io.CopyBuffer(h, ctxio.Reader(ctx, f), make([]byte, 1<<20))
 		if err != nil {
@@ -274,12 +276,12 @@ type layerJob struct {
 }
 
 func (b *builder) compressAll(ctx context.Context, jobs []layerJob) error {
-	return forEach(ctx, len(jobs), layerJobs, func(i int) error {
+	return workpool.ForEach(ctx, len(jobs), layerJobs, func(i int) error {
 		j := &jobs[i]
 		start := time.Now()
 		what := j.kind + " layer " + j.title
 		if j.size > 0 {
-			b.report("compressing %s (%s)", what, humanSize(j.size))
+			b.report("compressing %s (%s)", what, units.Bytes(j.size))
 		}
 		l, err := b.spec.Compression.compressLayer(ctx, b.dir, func(w io.Writer) error {
 			return writeLayerTar(ctx, w, b.created, j.entries)
@@ -289,7 +291,7 @@ func (b *builder) compressAll(ctx context.Context, jobs []layerJob) error {
 		}
 		j.layer = l
 		if j.size > 0 {
-			b.report("compressed %s: %s -> %s in %s", what, humanSize(j.size), humanSize(l.size), time.Since(start).Round(time.Millisecond))
+			b.report("compressed %s: %s -> %s in %s", what, units.Bytes(j.size), units.Bytes(l.size), time.Since(start).Round(time.Millisecond))
 		}
 		return nil
 	})
@@ -465,56 +467,4 @@ func sniffLayerType(l v1.Layer, mt types.MediaType) (types.MediaType, error) {
 		return types.OCILayer, nil
 	}
 	return types.OCIUncompressedLayer, nil
-}
-
-// forEach runs fn(0..n-1) on at most jobs goroutines and returns the first error.
-func forEach(ctx context.Context, n, jobs int, fn func(i int) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	sem := make(chan struct{}, jobs)
-	for i := 0; i < n; i++ {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := fn(i); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-				cancel()
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	return ctx.Err()
-}
-
-func humanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -11,18 +11,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/rehydrator/rehydrator/internal/arch"
 )
 
 // ArchPlatform is the OCI platform of a stream-metadata architecture: x86_64 is linux/amd64,
 // aarch64 linux/arm64; ppc64le and s390x are spelled alike.
-func ArchPlatform(arch string) v1.Platform {
-	switch arch {
-	case "x86_64":
-		arch = "amd64"
-	case "aarch64":
-		arch = "arm64"
-	}
-	return v1.Platform{OS: "linux", Architecture: arch}
+func ArchPlatform(streamArch string) v1.Platform {
+	return v1.Platform{OS: "linux", Architecture: arch.GoArch(streamArch)}
 }
 
 // WriteIndex stores images of different platforms as one OCI image index at ref (oci: or

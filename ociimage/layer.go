@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -320,3 +321,50 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 }
 
 func (b *limitedBuffer) String() string { return b.buf.String() }
+
+// commandLevel is the highest zstd level the Go encoder serves well; above it the zstd program
+// compresses (long window, much smaller baseline) when installed.
+const commandLevel = 11
+
+// CompressionFor is the setting for a command line's algorithm ("zstd" or "gzip") and level
+// (0 for the default: zstd 19, gzip 6). zstd levels above 11 use the zstd program when it is on
+// PATH, else the best Go encoder.
+func CompressionFor(algo string, level int) (Compression, error) {
+	switch algo {
+	case algoGzip:
+		if level == 0 {
+			level = 6
+		}
+		if level < 1 || level > 9 {
+			return Compression{}, fmt.Errorf("level %d: gzip levels are 1 to 9", level)
+		}
+		return Compression{Algo: algoGzip, Level: level}, nil
+	case algoZstd:
+		if level == 0 {
+			level = 19
+		}
+		if level < 1 || level > 22 {
+			return Compression{}, fmt.Errorf("level %d: zstd levels are 1 to 22", level)
+		}
+		c := Compression{Algo: algoZstd, Level: min(level, commandLevel)}
+		if level > commandLevel {
+			if bin, err := exec.LookPath("zstd"); err == nil {
+				c.Command = zstdCommand(bin, level)
+			}
+		}
+		return c, nil
+	}
+	return Compression{}, fmt.Errorf("compression %q: use zstd or gzip", algo)
+}
+
+// zstdCommand is the zstd program's command line for a level above commandLevel.
+func zstdCommand(bin string, level int) []string {
+	// --long=27 keeps the window at 128 MiB, the most a zstd decoder accepts by default.
+	// --single-thread: zstd's worker threads each buffer a job of 4 windows (600+ MiB in
+	// all); one thread holds one window, about 170 MiB at -19.
+	cmd := []string{bin, "-" + strconv.Itoa(level), "--long=27", "--single-thread", "-q", "-c"}
+	if level > 19 {
+		cmd = append(cmd, "--ultra")
+	}
+	return cmd
+}

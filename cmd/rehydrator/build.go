@@ -3,14 +3,10 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/rehydrator/rehydrator/dehydrate"
 	"github.com/rehydrator/rehydrator/ociimage"
 )
 
@@ -103,36 +99,14 @@ builds the release directories it made there. --dry-run lists the artifacts and 
 				}
 			}
 			start := time.Now()
+			o := buildOpts{
+				workDir: workDir, baseline: baseline, jobs: jobs, from: from, binary: binary,
+				archBinaries: archBinaries, comp: comp, say: say, several: len(args) > 1,
+			}
 			if len(args) > 1 {
-				return buildIndex(cmd, args, output, multiBuild{
-					workDir: workDir, baseline: baseline, jobs: jobs, from: from, binary: binary,
-					archBinaries: archBinaries, comp: comp, say: say, quiet: quiet,
-				})
+				return buildIndex(cmd, args, output, o)
 			}
-			platform, toolBinary, err := imageTool(args[0], from, binary, archBinaries)
-			if err != nil {
-				return err
-			}
-			res, err := dehydrate.Dehydrate(ctx, args[0], dehydrate.Options{
-				WorkDir: filepath.Join(workDir, "dehydrate"), Baseline: baseline, Jobs: jobs,
-				Generator: "rehydrator " + version, Progress: say,
-			})
-			if err != nil {
-				return err
-			}
-			recipe, err := res.Recipe.Marshal()
-			if err != nil {
-				return err
-			}
-			say("writing image layers")
-			layerDir := filepath.Join(workDir, "layers")
-			if err := os.MkdirAll(layerDir, 0o755); err != nil {
-				return err
-			}
-			img, err := ociimage.Build(ctx, ociimage.BuildSpec{
-				Binary: toolBinary, Base: from, Blobs: res.Blobs(), Recipe: recipe, StreamJSON: res.StreamJSON,
-				Compression: comp, Platform: platform, Progress: say,
-			}, layerDir)
+			img, res, err := releaseImage(ctx, args[0], 0, o)
 			if err != nil {
 				return err
 			}
@@ -183,35 +157,11 @@ builds the release directories it made there. --dry-run lists the artifacts and 
 
 // layerCompression turns --compression and --level into the image writer's setting.
 func layerCompression(algo string, level int) (ociimage.Compression, error) {
-	switch algo {
-	case "gzip":
-		if level == 0 {
-			level = 6
-		}
-		if level < 1 || level > 9 {
-			return ociimage.Compression{}, fmt.Errorf("--level %d: gzip levels are 1 to 9", level)
-		}
-		return ociimage.Compression{Algo: "gzip", Level: level}, nil
-	case "zstd":
-		if level == 0 {
-			level = 19
-		}
-		if level < 1 || level > 22 {
-			return ociimage.Compression{}, fmt.Errorf("--level %d: zstd levels are 1 to 22", level)
-		}
-		c := ociimage.Compression{Algo: "zstd", Level: min(level, 11)}
-		if level > 11 {
-			if bin, err := exec.LookPath("zstd"); err == nil {
-				// --long=27 keeps the window at 128 MiB, the most a zstd decoder accepts by default.
-				// --single-thread: zstd's worker threads each buffer a job of 4 windows (600+ MiB
-				// in all); one thread holds one window, about 170 MiB at -19.
-				c.Command = []string{bin, "-" + strconv.Itoa(level), "--long=27", "--single-thread", "-q", "-c"}
-				if level > 19 {
-					c.Command = append(c.Command, "--ultra")
-				}
-			}
-		}
-		return c, nil
+	c, err := ociimage.CompressionFor(algo, level)
+	if err != nil {
+		// CompressionFor names the setting ("level 99: ...", "compression \"x\": ..."):
+		// here it is the flag of that name.
+		return c, fmt.Errorf("--%w", err)
 	}
-	return ociimage.Compression{}, fmt.Errorf("--compression %q: use zstd or gzip", algo)
+	return c, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,61 +12,78 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rehydrator/rehydrator/dehydrate"
+	"github.com/rehydrator/rehydrator/internal/arch"
 	"github.com/rehydrator/rehydrator/ociimage"
-	"github.com/rehydrator/rehydrator/rehydrate"
 	"github.com/rehydrator/rehydrator/streammeta"
 )
 
-// multiBuild is what "build" passes on when it is given one release per architecture.
-type multiBuild struct {
+// buildOpts is what "build" does with each release directory, one or several.
+type buildOpts struct {
 	workDir, baseline, from, binary string
 	archBinaries                    []string
 	jobs                            int
 	comp                            ociimage.Compression
 	say                             func(string)
-	quiet                           bool
+	several                         bool // one release per architecture, for an index
 }
 
-// buildIndex dehydrates each release into an image for its architecture and writes an OCI
-// image index over them.
-func buildIndex(cmd *cobra.Command, dirs []string, output string, o multiBuild) error {
+// releaseImage dehydrates the release in dir (the i-th of build's arguments) and builds its
+// image: the one path of build, with one release or several.
+func releaseImage(ctx context.Context, dir string, i int, o buildOpts) (v1.Image, *dehydrate.Result, error) {
+	platform, bin, err := imageTool(dir, o.from, o.binary, o.archBinaries)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := dehydrate.Dehydrate(ctx, dir, dehydrate.Options{
+		WorkDir: filepath.Join(o.workDir, fmt.Sprintf("dehydrate-%d", i)), Baseline: o.baseline, Jobs: o.jobs,
+		Generator: "rehydrator " + version, Progress: o.say,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	recipe, err := res.Recipe.Marshal()
+	if err != nil {
+		return nil, nil, err
+	}
+	layerDir := filepath.Join(o.workDir, fmt.Sprintf("layers-%d", i))
+	if err := os.MkdirAll(layerDir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	a := res.Recipe.Arches()[0]
+	if o.several {
+		o.say(fmt.Sprintf("writing image layers for %s", a))
+	} else {
+		o.say("writing image layers")
+	}
+	img, err := ociimage.Build(ctx, ociimage.BuildSpec{
+		Binary: bin, Base: o.from, Blobs: res.Blobs(), Recipe: recipe, StreamJSON: res.StreamJSON,
+		Compression: o.comp, Platform: platform, Progress: o.say,
+	}, layerDir)
+	if err != nil {
+		if o.several {
+			err = fmt.Errorf("release %s (%s): %w", dir, a, err)
+		}
+		return nil, nil, err
+	}
+	return img, res, nil
+}
+
+// buildIndex makes the image of each release and writes an OCI image index over them.
+func buildIndex(cmd *cobra.Command, dirs []string, output string, o buildOpts) error {
 	ctx := cmd.Context()
 	start := time.Now()
 	var imgs []v1.Image
 	seen := map[string]string{}
 	for i, dir := range dirs {
-		platform, bin, err := imageTool(dir, o.from, o.binary, o.archBinaries)
+		img, res, err := releaseImage(ctx, dir, i, o)
 		if err != nil {
 			return err
 		}
-		res, err := dehydrate.Dehydrate(ctx, dir, dehydrate.Options{
-			WorkDir: filepath.Join(o.workDir, fmt.Sprintf("dehydrate-%d", i)), Baseline: o.baseline, Jobs: o.jobs,
-			Generator: "rehydrator " + version, Progress: o.say,
-		})
-		if err != nil {
-			return err
+		a := res.Recipe.Arches()[0]
+		if prev, ok := seen[a]; ok {
+			return fmt.Errorf("releases %s and %s are both for %s: give one release directory per architecture", prev, dir, a)
 		}
-		arch := res.Recipe.Arches()[0]
-		if prev, ok := seen[arch]; ok {
-			return fmt.Errorf("releases %s and %s are both for %s: give one release directory per architecture", prev, dir, arch)
-		}
-		seen[arch] = dir
-		recipe, err := res.Recipe.Marshal()
-		if err != nil {
-			return err
-		}
-		layerDir := filepath.Join(o.workDir, fmt.Sprintf("layers-%d", i))
-		if err := os.MkdirAll(layerDir, 0o755); err != nil {
-			return err
-		}
-		o.say(fmt.Sprintf("writing image layers for %s", arch))
-		img, err := ociimage.Build(ctx, ociimage.BuildSpec{
-			Binary: bin, Base: o.from, Blobs: res.Blobs(), Recipe: recipe, StreamJSON: res.StreamJSON,
-			Compression: o.comp, Platform: platform, Progress: o.say,
-		}, layerDir)
-		if err != nil {
-			return fmt.Errorf("release %s (%s): %w", dir, arch, err)
-		}
+		seen[a] = dir
 		imgs = append(imgs, img)
 	}
 	digest, err := ociimage.WriteIndex(ctx, output, imgs)
@@ -100,21 +118,21 @@ func imageTool(dir, from, binary string, archBinaries []string) (platform, bin s
 	if len(arches) != 1 {
 		return "", "", fmt.Errorf("release %s: its stream.json has %d architectures (%s): give one release directory per architecture", dir, len(arches), strings.Join(arches, ", "))
 	}
-	arch := arches[0]
-	binaries := map[string]string{rehydrate.MachineArch(): binary}
+	a := arches[0]
+	binaries := map[string]string{arch.Machine(): binary}
 	for _, ab := range archBinaries {
-		a, path, ok := strings.Cut(ab, "=")
-		if !ok || a == "" || path == "" {
+		name, path, ok := strings.Cut(ab, "=")
+		if !ok || name == "" || path == "" {
 			return "", "", usagef("--arch-binary %q: want ARCH=PATH, e.g. aarch64=./rehydrator.arm64", ab)
 		}
-		binaries[a] = path
+		binaries[name] = path
 	}
-	platform = ociimage.ArchPlatform(arch).String()
+	platform = ociimage.ArchPlatform(a).String()
 	if from != "" {
 		return platform, "", nil
 	}
-	if binaries[arch] == "" {
-		return "", "", usagef("the image of %s needs a static rehydrator binary for %s: give --arch-binary %s=PATH (e.g. GOARCH=%s CGO_ENABLED=0 go build ./cmd/rehydrator)", dir, arch, arch, ociimage.ArchPlatform(arch).Architecture)
+	if binaries[a] == "" {
+		return "", "", usagef("the image of %s needs a static rehydrator binary for %s: give --arch-binary %s=PATH (e.g. GOARCH=%s CGO_ENABLED=0 go build ./cmd/rehydrator)", dir, a, a, arch.GoArch(a))
 	}
-	return platform, binaries[arch], nil
+	return platform, binaries[a], nil
 }
