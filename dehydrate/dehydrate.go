@@ -19,6 +19,7 @@ import (
 
 	"github.com/rehydrator/rehydrator/delta"
 	"github.com/rehydrator/rehydrator/internal/units"
+	"github.com/rehydrator/rehydrator/internal/workpool"
 	"github.com/rehydrator/rehydrator/rehydrate"
 	"github.com/rehydrator/rehydrator/streammeta"
 )
@@ -106,7 +107,7 @@ func Dehydrate(ctx context.Context, dir string, opt Options) (*Result, error) {
 		return nil, err
 	}
 	// 3. Every other artifact: the cheapest of its routes (plan.go).
-	if err := parallel(ctx, opt.Jobs, len(p.arts), func(i int) error { return p.planArtifact(ctx, i) }); err != nil {
+	if err := workpool.ForEach(ctx, len(p.arts), opt.Jobs, func(i int) error { return p.planArtifact(ctx, i) }); err != nil {
 		return nil, err
 	}
 	recipe, res := p.recipe, p.res
@@ -184,7 +185,7 @@ func newPlanner(dir string, opt Options) (*planner, error) {
 // decompress checks and decompresses every shipped file into the work directory.
 func (p *planner) decompress(ctx context.Context, dir string) error {
 	p.files = make([]string, len(p.rel.Artifacts))
-	return parallel(ctx, p.opt.Jobs, len(p.rel.Artifacts), func(i int) error {
+	return workpool.ForEach(ctx, len(p.rel.Artifacts), p.opt.Jobs, func(i int) error {
 		a := p.rel.Artifacts[i]
 		start := time.Now()
 		out := filepath.Join(p.opt.WorkDir, "files", a.Name)
@@ -270,7 +271,7 @@ func (p *planner) addBlob(b *blob) {
 func SelfCheck(ctx context.Context, res *Result, tmpDir string, jobs int, say func(string, ...any)) error {
 	eng := rehydrate.NewEngine(res.Recipe, LocalBlobs(res.BlobPaths), tmpDir)
 	defer eng.Close()
-	return parallel(ctx, jobs, len(res.Recipe.Artifacts), func(i int) error {
+	return workpool.ForEach(ctx, len(res.Recipe.Artifacts), jobs, func(i int) error {
 		a := res.Recipe.Artifacts[i]
 		start := time.Now()
 		if err := eng.Rehydrate(ctx, a.ID, io.Discard, nil); err != nil {
@@ -297,42 +298,6 @@ func (l LocalBlobs) OpenBlob(_ context.Context, digest string) (io.ReadCloser, e
 func (l LocalBlobs) BlobPath(digest string) (string, bool) {
 	p, ok := l[digest]
 	return p, ok
-}
-
-// parallel runs fn(0..n-1) on up to jobs goroutines and returns the first error.
-func parallel(ctx context.Context, jobs, n int, fn func(i int) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	idx := make(chan int)
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
-	for w := 0; w < min(jobs, n); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range idx {
-				if err := fn(i); err != nil {
-					once.Do(func() { first = err; cancel() })
-				}
-			}
-		}()
-	}
-	for i := 0; i < n; i++ {
-		select {
-		case idx <- i:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	close(idx)
-	wg.Wait()
-	if first == nil && ctx.Err() != nil {
-		first = ctx.Err()
-	}
-	return first
 }
 
 func sortedValues(m map[string]int) []int {

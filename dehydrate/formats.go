@@ -14,6 +14,7 @@ import (
 
 	"github.com/rehydrator/rehydrator/delta"
 	"github.com/rehydrator/rehydrator/internal/diskview"
+	"github.com/rehydrator/rehydrator/internal/sparsefile"
 	"github.com/rehydrator/rehydrator/rehydrate"
 	"github.com/rehydrator/rehydrator/sparsetar"
 	"github.com/rehydrator/rehydrator/vmdk"
@@ -104,52 +105,22 @@ func leftover(ctx context.Context, c *candidate, base *os.File, baseDigest strin
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	sw := &sparseWriter{f: tmp}
+	sw := sparsefile.NewWriter(tmp)
 	bw := bufio.NewWriterSize(sw, 1<<20)
 	if _, err = rehydrate.Run(ctx, blobs, nil, steps, bw); err == nil {
 		err = bw.Flush()
 	}
 	if err == nil {
-		err = tmp.Truncate(sw.off)
+		err = sw.Finish()
 	}
 	if err != nil {
 		return nil, "", fmt.Errorf("steps: %w", err)
 	}
-	left, err := writeDelta(tmp, sw.off, target, tsize, blobDir, opt)
+	left, err := writeDelta(tmp, sw.Size(), target, tsize, blobDir, opt)
 	if err != nil {
 		return nil, "", fmt.Errorf("leftover: %w", err)
 	}
 	return left, fmt.Sprintf("%d bytes", countDiff(tmp, target)), nil
-}
-
-// sparseWriter writes to f, leaving holes where whole 64 KiB blocks are zero (the writes come
-// in 1 MiB chunks from a bufio.Writer): the VHD of a 3 GiB disk is mostly zeros.
-type sparseWriter struct {
-	f   *os.File
-	off int64
-}
-
-func (w *sparseWriter) Write(p []byte) (int, error) {
-	const block = 64 << 10
-	for i := 0; i < len(p); i += block {
-		b := p[i:min(i+block, len(p))]
-		if !allZero(b) {
-			if _, err := w.f.WriteAt(b, w.off+int64(i)); err != nil {
-				return i, err
-			}
-		}
-	}
-	w.off += int64(len(p))
-	return len(p), nil
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // countDiff counts the bytes that differ between two files (for the build's messages).

@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rehydrator/rehydrator/internal/workpool"
 	"github.com/rehydrator/rehydrator/streammeta"
 )
 
@@ -241,37 +242,19 @@ type fetcher struct {
 func (f *fetcher) all(ctx context.Context, arts []streammeta.Artifact) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	sem := make(chan struct{}, f.opt.Jobs)
-	for _, a := range arts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			defer func() { <-sem }()
-			if err := f.one(ctx, a); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-					cancel()
-				}
-				mu.Unlock()
-			}
-		}()
+	var once sync.Once
+	var first error // the failure that cancelled the others, not their context.Canceled
+	err := workpool.ForEach(ctx, len(arts), f.opt.Jobs, func(i int) error {
+		err := f.one(ctx, arts[i])
+		if err != nil {
+			once.Do(func() { first = err; cancel() })
+		}
+		return err
+	})
+	if first != nil {
+		return first
 	}
-	wg.Wait()
-	if firstErr == nil && ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return firstErr
+	return err
 }
 
 // one makes sure files/<sha256> holds the artifact's shipped file, checked.

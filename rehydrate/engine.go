@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"sync"
+
+	"github.com/rehydrator/rehydrator/internal/sparsefile"
 )
 
 // BlobSource gives the content of stored blobs. ociimage implements it for registries, OCI
@@ -416,40 +418,13 @@ func (e *Engine) spoolFile(r io.Reader) (*os.File, int64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("spool: %w (set TMPDIR or --tmpdir to a directory with room)", err)
 	}
-	n, err := spool(f, r)
+	n, err := sparsefile.Copy(f, r)
 	if err != nil {
 		f.Close()
 		os.Remove(f.Name())
 		return nil, 0, fmt.Errorf("spool: %w", err)
 	}
 	return f, n, nil
-}
-
-// spool copies r to f, leaving holes for all-zero 64 KiB blocks (disk images are mostly zeros).
-func spool(f *os.File, r io.Reader) (int64, error) {
-	const block = 64 << 10
-	buf := make([]byte, copyChunk)
-	zero := make([]byte, block)
-	var off int64
-	for {
-		n, err := io.ReadFull(r, buf)
-		for i := 0; i < n; i += block {
-			end := min(i+block, n)
-			if !bytes.Equal(buf[i:end], zero[:end-i]) {
-				if _, werr := f.WriteAt(buf[i:end], off+int64(i)); werr != nil {
-					return off, werr
-				}
-			}
-		}
-		off += int64(n)
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			break
-		}
-		if err != nil {
-			return off, err
-		}
-	}
-	return off, f.Truncate(off)
 }
 
 // Run runs a pipeline of steps against the blobs and writes what it produces to w, with no

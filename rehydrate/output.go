@@ -8,10 +8,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/rehydrator/rehydrator/internal/arch"
 )
 
 // Selection says which artifacts a user asked for.
@@ -24,15 +25,7 @@ type Selection struct {
 }
 
 // MachineArch maps GOARCH to the architecture names of stream metadata.
-func MachineArch() string {
-	switch runtime.GOARCH {
-	case "amd64":
-		return "x86_64"
-	case "arm64":
-		return "aarch64"
-	}
-	return runtime.GOARCH
-}
+func MachineArch() string { return arch.Machine() }
 
 // Arches lists the architectures of the recipe, sorted.
 func (r *Recipe) Arches() []string {
