@@ -1,0 +1,87 @@
+package reflate
+
+import (
+	"errors"
+	"fmt"
+)
+
+var errStop = errors.New("stop")
+
+// runModel walks the token boundaries of the blocks' fixed and dynamic parts with a zlib
+// matcher. At each boundary it calls next with the token index, the plain position and the
+// prediction; next returns the stream's real token there. Stored blocks reset the lazy state.
+func runModel(cfg zlibConfig, plain []byte, blocks []block, next func(i, p int, pred token) (token, error)) error {
+	z := newMatcher(cfg, plain)
+	p := 0
+	for bi := range blocks {
+		b := &blocks[bi]
+		if b.typ == typeStored {
+			p += b.storedLen
+			z.reset(p)
+			continue
+		}
+		for i := b.tokStart; i < b.tokEnd; i++ {
+			if p >= len(plain) {
+				return fmt.Errorf("block %d: tokens past the end of the plain data", bi)
+			}
+			pred := z.predict(p)
+			t, err := next(i, p, pred)
+			if err != nil {
+				return err
+			}
+			z.accept(p, t)
+			p += max(1, int(t.length))
+		}
+	}
+	if p != len(plain) {
+		return fmt.Errorf("blocks cover %d of %d plain bytes", p, len(plain))
+	}
+	return nil
+}
+
+type correction struct {
+	index int
+	tok   token
+}
+
+// corrections lists where the stream's tokens differ from the model's, stopping early once
+// plain position limit is passed or more than maxCount are found (then ok is false).
+func corrections(s *stream, cfg zlibConfig, limit, maxCount int) (cs []correction, ok bool, err error) {
+	err = runModel(cfg, s.plain, s.blocks, func(i, p int, pred token) (token, error) {
+		t := s.tokens[i]
+		if t != pred {
+			cs = append(cs, correction{i, t})
+			if len(cs) > maxCount {
+				return t, errStop
+			}
+		}
+		if p >= limit {
+			return t, errStop
+		}
+		return t, nil
+	})
+	if errors.Is(err, errStop) {
+		return cs, len(cs) <= maxCount, nil
+	}
+	return cs, err == nil, err
+}
+
+// detectLevel picks the zlib level whose matcher differs least from the stream's tokens over
+// its first bytes.
+func detectLevel(s *stream) int {
+	const sample = 256 << 10
+	best, bestN := 6, int(^uint(0)>>1)
+	for _, level := range []int{6, 9, 1, 2, 3, 4, 5, 7, 8} {
+		cs, _, err := corrections(s, zlibLevels[level], sample, bestN)
+		if err != nil {
+			continue
+		}
+		if len(cs) < bestN {
+			best, bestN = level, len(cs)
+			if bestN == 0 {
+				break
+			}
+		}
+	}
+	return best
+}

@@ -1,0 +1,109 @@
+package reflate
+
+import (
+	"bytes"
+	"math/rand"
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// inputs are the test inputs: text, binaries, zeros, random, tiny, empty and 1-byte.
+func inputs(t testing.TB) map[string][]byte {
+	in := map[string][]byte{
+		"empty": nil,
+		"1byte": {'x'},
+		"tiny":  []byte("hello, hello, hello world\n"),
+		"zeros": make([]byte, 300<<10),
+	}
+	rnd := make([]byte, 200<<10)
+	rand.New(rand.NewSource(1)).Read(rnd)
+	in["random"] = rnd
+	var text []byte
+	for _, f := range []string{"/usr/share/common-licenses/GPL-3", "/usr/share/common-licenses/Apache-2.0"} {
+		b, err := os.ReadFile(f)
+		if err == nil {
+			text = append(text, b...)
+		}
+	}
+	if len(text) == 0 {
+		t.Fatal("no text input")
+	}
+	in["text"] = text
+	bin, err := os.ReadFile("/usr/bin/gzip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in["binary"] = bin
+	// mixed: text, random, zeros, text again (stored blocks between compressed ones)
+	in["mixed"] = append(append(append(append([]byte{}, text...), rnd[:70<<10]...), make([]byte, 5000)...), text[:20000]...)
+	return in
+}
+
+// pyZlib compresses with the system's zlib through Python (raw deflate, wbits -15).
+func pyZlib(t testing.TB, data []byte, level int) []byte {
+	cmd := exec.Command("python3", "-c", `import sys,zlib
+c=zlib.compressobj(int(sys.argv[1]),zlib.DEFLATED,-15)
+sys.stdout.buffer.write(c.compress(sys.stdin.buffer.read())+c.flush())`, string(rune('0'+level)))
+	cmd.Stdin = bytes.NewReader(data)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python3 zlib: %v", err)
+	}
+	return out
+}
+
+// gzipRaw compresses with GNU gzip at level and strips the gzip wrapper.
+func gzipRaw(t testing.TB, data []byte, level int) []byte {
+	cmd := exec.Command("gzip", "-n", "-c", "-"+string(rune('0'+level)))
+	cmd.Stdin = bytes.NewReader(data)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("gzip: %v", err)
+	}
+	return stripGzip(t, out)
+}
+
+func stripGzip(t testing.TB, b []byte) []byte {
+	if len(b) < 18 || b[0] != 0x1f || b[1] != 0x8b || b[3] != 0 {
+		t.Fatalf("not a plain gzip member")
+	}
+	return b[10 : len(b)-8]
+}
+
+func checkRoundTrip(t *testing.T, name string, comp, data []byte) int {
+	t.Helper()
+	plain, recon, n, err := Split(comp)
+	if err != nil {
+		t.Fatalf("%s: split: %v", name, err)
+	}
+	if n != len(comp) || !bytes.Equal(plain, data) {
+		t.Fatalf("%s: split gave %d bytes of plain, consumed %d of %d", name, len(plain), n, len(comp))
+	}
+	out, err := Rebuild(plain, recon)
+	if err != nil {
+		t.Fatalf("%s: rebuild: %v", name, err)
+	}
+	if !bytes.Equal(out, comp) {
+		t.Fatalf("%s: rebuilt stream differs", name)
+	}
+	return len(recon)
+}
+
+func TestRoundTripProducers(t *testing.T) {
+	for name, data := range inputs(t) {
+		for level := 1; level <= 9; level++ {
+			c := pyZlib(t, data, level)
+			r := checkRoundTrip(t, name, c, data)
+			t.Logf("zlib -%d %-7s %8d -> %8d recon %6d (%.3f%%)", level, name, len(data), len(c), r, 100*float64(r)/float64(len(c)))
+			c = gzipRaw(t, data, level)
+			r = checkRoundTrip(t, name, c, data)
+			t.Logf("gzip -%d %-7s %8d -> %8d recon %6d (%.3f%%)", level, name, len(data), len(c), r, 100*float64(r)/float64(len(c)))
+		}
+		for level := -2; level <= 9; level++ {
+			c, _ := goFlate(data, level)
+			r := checkRoundTrip(t, name, c, data)
+			t.Logf("go   %2d %-7s %8d -> %8d recon %6d (%.3f%%)", level, name, len(data), len(c), r, 100*float64(r)/float64(len(c)))
+		}
+	}
+}
