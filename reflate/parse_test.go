@@ -6,7 +6,6 @@ import (
 	"testing"
 )
 
-
 func TestParseEncode(t *testing.T) {
 	data, _ := os.ReadFile("/usr/bin/gzip")
 	for level := -2; level <= 9; level++ {

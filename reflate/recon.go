@@ -40,8 +40,9 @@ func Split(src []byte) (plain, recon []byte, n int, err error) {
 	if level, ok := goFlateLevel(s.plain, comp); ok {
 		recon = appendHeader(nil, comp, len(s.plain), methodGoFlate, level)
 	} else {
-		level := detectLevel(s)
-		body, err := encodeBody(s, level)
+		restarts := markRestarts(s)
+		level := detectLevel(s, restarts)
+		body, err := encodeBody(s, restarts, level)
 		if err != nil {
 			return nil, nil, 0, fmt.Errorf("reflate: %w", err)
 		}
@@ -70,8 +71,8 @@ func appendHeader(b, comp []byte, plainLen int, method, level byte) []byte {
 
 // encodeBody writes the block list, the trees that differ from zlib's and the token
 // corrections, flate-compressed.
-func encodeBody(s *stream, level int) ([]byte, error) {
-	cs, _, err := corrections(s, zlibLevels[level], len(s.plain)+1, len(s.tokens))
+func encodeBody(s *stream, restarts []int, level int) ([]byte, error) {
+	cs, _, err := corrections(s, restarts, zlibLevels[level], len(s.plain)+1, len(s.tokens))
 	if err != nil {
 		return nil, err
 	}
@@ -107,8 +108,14 @@ func encodeBody(s *stream, level int) ([]byte, error) {
 		blocks = binary.AppendUvarint(blocks, uint64(b.tokEnd-b.tokStart))
 	}
 	blocks = append(blocks, s.endPad)
-	corr = binary.AppendUvarint(corr, uint64(len(cs)))
+	blocks = binary.AppendUvarint(blocks, uint64(len(restarts)))
 	last := 0
+	for _, r := range restarts {
+		blocks = binary.AppendUvarint(blocks, uint64(r-last))
+		last = r
+	}
+	corr = binary.AppendUvarint(corr, uint64(len(cs)))
+	last = 0
 	for _, c := range cs {
 		corr = binary.AppendUvarint(corr, uint64(c.index-last))
 		last = c.index + 1
@@ -284,6 +291,16 @@ func rebuildZlib(plain, body []byte, level, n int) ([]byte, error) {
 		}
 	}
 	s.endPad = br.byte()
+	nr := br.uvarint(uint64(len(br.b)))
+	var restarts []int
+	last := 0
+	for i := uint64(0); i < nr && br.err == nil; i++ {
+		last += int(br.uvarint(uint64(len(plain))))
+		if last > len(plain) {
+			return nil, fmt.Errorf("%w: restart point past the end", ErrCorrupt)
+		}
+		restarts = append(restarts, last)
+	}
 	if br.err != nil || tr.err != nil {
 		return nil, fmt.Errorf("%w: block list", ErrCorrupt)
 	}
@@ -314,7 +331,7 @@ func rebuildZlib(plain, body []byte, level, n int) ([]byte, error) {
 		return nil, err
 	}
 	s.tokens = make([]token, 0, ntok)
-	err = runModel(zlibLevels[level], plain, s.blocks, func(i, p int, pred token) (token, error) {
+	err = runModel(zlibLevels[level], plain, s.blocks, restarts, func(i, p int, pred token) (token, error) {
 		t := pred
 		if i == nextCorr {
 			t = corrTok

@@ -44,6 +44,7 @@ var zlibLevels = [10]zlibConfig{
 type matcher struct {
 	cfg  zlibConfig
 	data []byte
+	end  int // the producer saw data up to here (the next restart point, else len(data))
 	head []uint32
 	prev []uint32
 	ins  int // positions below ins are in the hash chains (or deliberately skipped)
@@ -60,7 +61,7 @@ type matcher struct {
 }
 
 func newMatcher(cfg zlibConfig, data []byte) *matcher {
-	return &matcher{cfg: cfg, data: data, head: make([]uint32, hashSize), prev: make([]uint32, wSize)}
+	return &matcher{cfg: cfg, data: data, end: len(data), head: make([]uint32, hashSize), prev: make([]uint32, wSize)}
 }
 
 func (z *matcher) hash(p int) int {
@@ -71,7 +72,7 @@ func (z *matcher) hash(p int) int {
 // insertTo puts positions [z.ins, q) into the hash chains; zlib inserts a position only while
 // at least 3 bytes remain from it.
 func (z *matcher) insertTo(q int) {
-	last := len(z.data) - minMatch
+	last := z.end - minMatch
 	if q > last+1 {
 		q = last + 1
 	}
@@ -88,7 +89,7 @@ func (z *matcher) insertTo(q int) {
 // hashHead inserts p and returns the chain head before it (0: none, as zlib's NIL; position 0
 // is never a candidate in zlib either).
 func (z *matcher) hashHead(p int) int {
-	if p+minMatch > len(z.data) {
+	if p+minMatch > z.end {
 		return 0
 	}
 	if p < z.ins {
@@ -111,7 +112,7 @@ func (z *matcher) longestMatch(p, cur, prevLen int) (int, int) {
 	chain := z.cfg.chain
 	best, bestDist := prevLen, 0
 	nice := z.cfg.nice
-	avail := len(d) - p
+	avail := z.end - p
 	if prevLen >= z.cfg.good {
 		chain >>= 2
 	}
@@ -181,7 +182,7 @@ func (z *matcher) predict(p int) token {
 		z.pendLen, z.pendDist = z.search(p, minMatch-1)
 		z.pendValid = true
 	}
-	if p+1 < len(z.data) {
+	if p+1 < z.end {
 		z.nextLen, z.nextDist = z.search(p+1, z.pendLen)
 		z.nextValid = true
 	} else {
@@ -205,7 +206,7 @@ func (z *matcher) accept(p int, t token) {
 	}
 	z.pendValid = false
 	end := p + int(t.length)
-	if z.cfg.fast && (int(t.length) > z.cfg.lazy || len(z.data)-end < minMatch) {
+	if z.cfg.fast && (int(t.length) > z.cfg.lazy || z.end-end < minMatch) {
 		// deflate_fast does not insert the strings inside a long match.
 		if z.ins < end {
 			z.ins = end
@@ -218,5 +219,17 @@ func (z *matcher) accept(p int, t token) {
 // reset forgets the lazy state at p (after a stored block), inserting the skipped strings.
 func (z *matcher) reset(p int) {
 	z.pendValid, z.nextValid = false, false
+	z.insertTo(p)
+}
+
+// restart models a producer that compressed the data up to p as one piece and starts a new
+// deflate stream at p primed with the preceding 32 KiB (pigz: deflateSetDictionary puts every
+// string of it in fresh hash chains); the new piece ends at end.
+func (z *matcher) restart(p, end int) {
+	z.pendValid, z.nextValid = false, false
+	z.end = end
+	clear(z.head)
+	clear(z.prev)
+	z.ins = max(0, p-wSize)
 	z.insertTo(p)
 }
