@@ -209,7 +209,10 @@ func Rebuild(plain, recon []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: version %d, want %d", ErrCorrupt, v, version)
 	}
 	n := r.uvarint(1 << 40)
-	sum := binary.LittleEndian.Uint32(r.bytes(4))
+	var sum uint32
+	if b := r.bytes(4); b != nil {
+		sum = binary.LittleEndian.Uint32(b)
+	}
 	plainLen := r.uvarint(1 << 40)
 	method := r.byte()
 	level := r.byte()
