@@ -101,6 +101,11 @@ func producers() []producer {
 		ps = append(ps, producer{"pigz" + l, toolRaw("pigz", "-n", "-c", l)})
 	}
 	ps = append(ps, producer{"zip-6", zipRaw("-6")}, producer{"zip-9", zipRaw("-9")})
+	// other producers on Debian 12 (target <= 3%)
+	ps = append(ps, producer{"busybox-gzip-6", toolRaw("busybox", "gzip", "-c", "-6")},
+		producer{"busybox-gzip-9", toolRaw("busybox", "gzip", "-c", "-9")},
+		producer{"libdeflate-6", toolRaw("libdeflate-gzip", "-n", "-c", "-6")},
+		producer{"libdeflate-12", toolRaw("libdeflate-gzip", "-n", "-c", "-12")})
 	for l := 1; l <= 9; l++ {
 		l := l
 		ps = append(ps, producer{fmt.Sprintf("goflate-%d", l), func(t testing.TB, d []byte) []byte { c, _ := goFlate(d, l); return c }})
