@@ -79,6 +79,9 @@ func zipRaw(level string) func(testing.TB, []byte) []byte {
 		}
 		defer z.Close()
 		f := z.File[0]
+		if f.Method != zip.Deflate {
+			return nil // zip stores what deflate does not shrink
+		}
 		off, err := f.DataOffset()
 		if err != nil {
 			t.Fatal(err)
@@ -128,6 +131,9 @@ func BenchmarkProducers(b *testing.B) {
 		var gzip9 time.Duration
 		for _, p := range producers() {
 			comp := p.make(b, data)
+			if comp == nil {
+				continue
+			}
 			b.Run(name+"/"+p.name, func(b *testing.B) {
 				plain, recon, _, err := Split(comp)
 				if err != nil {

@@ -38,9 +38,10 @@
 //	plain length       bytes of plain data
 //	method, level      1 byte each: method 0 = Go compress/flate at level-2, nothing follows;
 //	                   method 1 = zlib model at level 1..9, then:
-//	body length, body  the body, compressed with deflate (compress/flate, best compression)
+//	body length, body  a byte saying how the rest is coded (0 as is, 1 deflate by compress/flate)
+//	                   and the body
 //
-// The body, uncompressed, is three sections, each a length and its bytes:
+// The body, decoded, is three sections, each a length and its bytes:
 //
 //	blocks       count, then per block a flags byte (bit 0 final, bits 1-2 type, bit 3 header
 //	             stored whole, bit 4 stored block with non-zero padding) and the stored

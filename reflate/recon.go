@@ -21,6 +21,9 @@ const (
 	flagTypeShift = 1
 	flagRawTree   = 1 << 3
 	flagPad       = 1 << 4
+
+	bodyRaw      = 0
+	bodyDeflated = 1
 )
 
 // ErrCorrupt is wrapped by every error about reconstruction data that cannot be used.
@@ -130,9 +133,13 @@ func encodeBody(s *stream, restarts []int, level int) ([]byte, error) {
 		raw = append(raw, sec...)
 	}
 	var out bytes.Buffer
+	out.WriteByte(bodyDeflated)
 	w, _ := flate.NewWriter(&out, flate.BestCompression)
 	w.Write(raw)
 	w.Close()
+	if out.Len() >= 1+len(raw) {
+		return append([]byte{bodyRaw}, raw...), nil
+	}
 	return out.Bytes(), nil
 }
 
@@ -249,11 +256,21 @@ func Rebuild(plain, recon []byte) ([]byte, error) {
 }
 
 func rebuildZlib(plain, body []byte, level, n int) ([]byte, error) {
-	// The body holds at most a few bytes per block and per correction; bound its expansion.
-	lr := io.LimitReader(flate.NewReader(bytes.NewReader(body)), int64(64*len(plain)+1<<20))
-	raw, err := io.ReadAll(lr)
-	if err != nil {
-		return nil, fmt.Errorf("%w: body: %v", ErrCorrupt, err)
+	if len(body) == 0 {
+		return nil, fmt.Errorf("%w: empty body", ErrCorrupt)
+	}
+	raw := body[1:]
+	switch body[0] {
+	case bodyRaw:
+	case bodyDeflated:
+		// The body holds at most a few bytes per block and per correction; bound its expansion.
+		lr := io.LimitReader(flate.NewReader(bytes.NewReader(body[1:])), int64(64*len(plain)+1<<20))
+		var err error
+		if raw, err = io.ReadAll(lr); err != nil {
+			return nil, fmt.Errorf("%w: body: %v", ErrCorrupt, err)
+		}
+	default:
+		return nil, fmt.Errorf("%w: body coding %d", ErrCorrupt, body[0])
 	}
 	r := &reader{b: raw}
 	secs := [3]*reader{}
@@ -334,7 +351,7 @@ func rebuildZlib(plain, body []byte, level, n int) ([]byte, error) {
 		return nil, err
 	}
 	s.tokens = make([]token, 0, ntok)
-	err = runModel(zlibLevels[level], plain, s.blocks, restarts, func(i, p int, pred token) (token, error) {
+	err := runModel(zlibLevels[level], plain, s.blocks, restarts, func(i, p int, pred token) (token, error) {
 		t := pred
 		if i == nextCorr {
 			t = corrTok

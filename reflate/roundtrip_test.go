@@ -90,6 +90,74 @@ func checkRoundTrip(t *testing.T, name string, comp, data []byte) int {
 	return len(recon)
 }
 
+// TestWrappers: a zlib-wrapped and a multi-member gzip stream split member by member, the
+// stream's end found by Split (n) and what follows left alone.
+func TestWrappers(t *testing.T) {
+	data := inputs(t)["text"]
+	cmd := exec.Command("python3", "-c", `import sys,zlib
+sys.stdout.buffer.write(zlib.compress(sys.stdin.buffer.read(), 9))`)
+	cmd.Stdin = bytes.NewReader(data)
+	z, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, recon, n, err := Split(z[2:])
+	if err != nil || n != len(z)-2-4 || !bytes.Equal(plain, data) {
+		t.Fatalf("zlib wrapper: n %d of %d, err %v", n, len(z)-2, err)
+	}
+	if out, err := Rebuild(plain, recon); err != nil || !bytes.Equal(out, z[2:2+n]) {
+		t.Fatalf("zlib wrapper: rebuild: %v", err)
+	}
+	// two gzip members, the second at level 1, back to back
+	var multi []byte
+	for _, l := range []string{"-9", "-1"} {
+		cmd := exec.Command("gzip", "-n", "-c", l)
+		cmd.Stdin = bytes.NewReader(data[:len(data)/2])
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		multi = append(multi, out...)
+	}
+	rest := multi
+	for member := 0; len(rest) > 0; member++ {
+		plain, recon, n, err := Split(rest[10:])
+		if err != nil || !bytes.Equal(plain, data[:len(data)/2]) {
+			t.Fatalf("member %d: %v", member, err)
+		}
+		out, err := Rebuild(plain, recon)
+		if err != nil || !bytes.Equal(out, rest[10:10+n]) {
+			t.Fatalf("member %d: rebuild: %v", member, err)
+		}
+		rest = rest[10+n+8:]
+	}
+}
+
+// TestRoundTripTools: pigz, Info-ZIP zip, busybox gzip and libdeflate (whose streams the model
+// predicts badly: still exact) on text and binary input, and zlib level 0 (stored blocks only).
+func TestRoundTripTools(t *testing.T) {
+	in := inputs(t)
+	tools := []producer{
+		{"pigz-6", toolRaw("pigz", "-n", "-c", "-6")},
+		{"pigz-11", toolRaw("pigz", "-n", "-c", "-11")},
+		{"zip-9", zipRaw("-9")},
+		{"busybox-gzip", toolRaw("busybox", "gzip", "-c", "-9")},
+		{"libdeflate-12", toolRaw("libdeflate-gzip", "-n", "-c", "-12")},
+		{"zlib-0", func(t testing.TB, d []byte) []byte { return pyZlib(t, d, 0) }},
+	}
+	for _, name := range []string{"text", "binary", "mixed", "zeros", "1byte"} {
+		for _, p := range tools {
+			c := p.make(t, in[name])
+			if c == nil {
+				t.Logf("%-14s %-7s not deflated", p.name, name)
+				continue
+			}
+			r := checkRoundTrip(t, p.name+"/"+name, c, in[name])
+			t.Logf("%-14s %-7s %8d -> %8d recon %6d (%.3f%%)", p.name, name, len(in[name]), len(c), r, 100*float64(r)/float64(len(c)))
+		}
+	}
+}
+
 func TestRoundTripProducers(t *testing.T) {
 	for name, data := range inputs(t) {
 		for level := 1; level <= 9; level++ {
