@@ -53,8 +53,10 @@
 //	             each), the number of code length symbols, then each symbol (1 byte) followed
 //	             by its repeat bits (1 byte) for symbols 16, 17 and 18
 //	corrections  count, then per difference: the number of tokens since the previous
-//	             difference, the stream's match length (0 for a literal) and, for a match, its
-//	             distance
+//	             difference, the stream's match length (0 for a literal) and, for a match,
+//	             rank+1, where rank counts the model's hash chain candidates at that position
+//	             (nearest first, those matching at least that length, at most 4096 steps) before
+//	             the match's; or 0 and the distance where the match is not in the chain
 //
 // Streams this package does not take (an error from Split): malformed ones (the error names
 // the bit offset), and a length of 258 coded as symbol 284, which some encoders may write but

@@ -10,7 +10,7 @@ var errStop = errors.New("stop")
 // runModel walks the token boundaries of the blocks' fixed and dynamic parts with a zlib
 // matcher. At each boundary it calls next with the token index, the plain position and the
 // prediction; next returns the stream's real token there. Stored blocks reset the lazy state.
-func runModel(cfg zlibConfig, plain []byte, blocks []block, restarts []int, next func(i, p int, pred token) (token, error)) error {
+func runModel(cfg zlibConfig, plain []byte, blocks []block, restarts []int, next func(i, p int, pred token, z *matcher) (token, error)) error {
 	z := newMatcher(cfg, plain)
 	ri := 0
 	if len(restarts) > 0 {
@@ -37,7 +37,7 @@ func runModel(cfg zlibConfig, plain []byte, blocks []block, restarts []int, next
 				return fmt.Errorf("block %d: tokens past the end of the plain data", bi)
 			}
 			pred := z.predict(p)
-			t, err := next(i, p, pred)
+			t, err := next(i, p, pred, z)
 			if err != nil {
 				return err
 			}
@@ -71,15 +71,20 @@ func markRestarts(s *stream) []int {
 type correction struct {
 	index int
 	tok   token
+	rank  int // the match's rank among the candidates of its length (matcher.rank), or -1
 }
 
 // corrections lists where the stream's tokens differ from the model's, stopping early once
 // plain position limit is passed or more than maxCount are found (then ok is false).
 func corrections(s *stream, restarts []int, cfg zlibConfig, limit, maxCount int) (cs []correction, ok bool, err error) {
-	err = runModel(cfg, s.plain, s.blocks, restarts, func(i, p int, pred token) (token, error) {
+	err = runModel(cfg, s.plain, s.blocks, restarts, func(i, p int, pred token, z *matcher) (token, error) {
 		t := s.tokens[i]
 		if t != pred {
-			cs = append(cs, correction{i, t})
+			r := -1
+			if t.isMatch() {
+				r = z.rank(p, int(t.length), int(t.dist))
+			}
+			cs = append(cs, correction{i, t, r})
 			if len(cs) > maxCount {
 				return t, errStop
 			}

@@ -124,7 +124,10 @@ func encodeBody(s *stream, restarts []int, level int) ([]byte, error) {
 		last = c.index + 1
 		corr = binary.AppendUvarint(corr, uint64(c.tok.length))
 		if c.tok.isMatch() {
-			corr = binary.AppendUvarint(corr, uint64(c.tok.dist))
+			corr = binary.AppendUvarint(corr, uint64(c.rank+1))
+			if c.rank < 0 {
+				corr = binary.AppendUvarint(corr, uint64(c.tok.dist))
+			}
 		}
 	}
 	var raw []byte
@@ -327,6 +330,7 @@ func rebuildZlib(plain, body []byte, level, n int) ([]byte, error) {
 	ncorr := cr.uvarint(uint64(ntok))
 	nextCorr, ci := -1, uint64(0)
 	var corrTok token
+	corrRank := -1
 	readCorr := func() error {
 		if ci == ncorr {
 			nextCorr = -1
@@ -336,10 +340,17 @@ func rebuildZlib(plain, body []byte, level, n int) ([]byte, error) {
 		nextCorr += int(cr.uvarint(uint64(ntok))) + 1
 		l := cr.uvarint(maxMatch)
 		corrTok = token{length: uint16(l)}
+		corrRank = -1
 		if l != 0 {
-			corrTok.dist = uint16(cr.uvarint(wSize))
-			if l < minMatch || corrTok.dist == 0 {
-				return fmt.Errorf("%w: correction token", ErrCorrupt)
+			corrRank = int(cr.uvarint(maxRankWalk)) - 1
+			if corrRank < 0 {
+				corrTok.dist = uint16(cr.uvarint(wSize))
+				if corrTok.dist == 0 {
+					return fmt.Errorf("%w: correction distance 0", ErrCorrupt)
+				}
+			}
+			if l < minMatch {
+				return fmt.Errorf("%w: correction length %d", ErrCorrupt, l)
 			}
 		}
 		if cr.err != nil {
@@ -351,10 +362,15 @@ func rebuildZlib(plain, body []byte, level, n int) ([]byte, error) {
 		return nil, err
 	}
 	s.tokens = make([]token, 0, ntok)
-	err := runModel(zlibLevels[level], plain, s.blocks, restarts, func(i, p int, pred token) (token, error) {
+	err := runModel(zlibLevels[level], plain, s.blocks, restarts, func(i, p int, pred token, z *matcher) (token, error) {
 		t := pred
 		if i == nextCorr {
 			t = corrTok
+			if corrRank >= 0 {
+				if t.dist = uint16(z.byRank(p, int(t.length), corrRank)); t.dist == 0 {
+					return t, fmt.Errorf("%w: no match of rank %d", ErrCorrupt, corrRank)
+				}
+			}
 			if err := readCorr(); err != nil {
 				return t, err
 			}

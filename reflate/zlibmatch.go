@@ -233,3 +233,60 @@ func (z *matcher) restart(p, end int) {
 	z.ins = max(0, p-wSize)
 	z.insertTo(p)
 }
+
+const maxRankWalk = 4096
+
+// candidates calls f with each earlier position in p's hash chain, nearest first, that
+// matches at least length bytes, until f returns false. The walk stops before positions whose
+// chain link may already be reused by newer strings.
+func (z *matcher) candidates(p, length int, f func(q int) bool) {
+	if p+minMatch > z.end || p >= z.ins || p+length > len(z.data) {
+		return
+	}
+	d := z.data
+	q := int(z.prev[p&wMask])
+	for steps := 0; q > 0 && q < p && p-q <= wSize-2 && steps < maxRankWalk; steps++ {
+		n := 0
+		for n < length && d[q+n] == d[p+n] {
+			n++
+		}
+		if n == length && !f(q) {
+			return
+		}
+		next := int(z.prev[q&wMask])
+		if next >= q {
+			return
+		}
+		q = next
+	}
+}
+
+// rank returns how many candidates of at least length bytes come before the one at dist in
+// p's hash chain, or -1 if it is not there. Corrections store a match this way: most encoders
+// pick one of the nearest candidates, so the rank is small where the distance is not.
+func (z *matcher) rank(p, length, dist int) int {
+	r, found := 0, -1
+	z.candidates(p, length, func(q int) bool {
+		if p-q == dist {
+			found = r
+			return false
+		}
+		r++
+		return true
+	})
+	return found
+}
+
+// byRank is the distance of the candidate of at least length bytes with this rank, or 0.
+func (z *matcher) byRank(p, length, rank int) int {
+	r, dist := 0, 0
+	z.candidates(p, length, func(q int) bool {
+		if r == rank {
+			dist = p - q
+			return false
+		}
+		r++
+		return true
+	})
+	return dist
+}
