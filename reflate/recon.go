@@ -35,12 +35,17 @@ var ErrCorrupt = errors.New("reflate: corrupt reconstruction data")
 // checks its own work: it rebuilds the stream and returns an error if that does not give the
 // same bytes.
 func Split(src []byte) (plain, recon []byte, n int, err error) {
+	return split(src, true)
+}
+
+// split is Split; tests turn off the compress/flate path to exercise the model on its streams.
+func split(src []byte, tryGo bool) (plain, recon []byte, n int, err error) {
 	s, err := parse(src)
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("reflate: %w", err)
 	}
 	comp := src[:s.nbytes]
-	if level, ok := goFlateLevel(s.plain, comp); ok {
+	if level, ok := goFlateLevel(s.plain, comp); tryGo && ok {
 		recon = appendHeader(nil, comp, len(s.plain), methodGoFlate, level)
 	} else {
 		restarts := markRestarts(s)

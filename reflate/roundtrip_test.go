@@ -175,3 +175,23 @@ func TestRoundTripProducers(t *testing.T) {
 		}
 	}
 }
+
+// TestModelOnGoFlate: Go's compress/flate streams (matches up to 32768 back, its own trees and
+// block sizes) through the zlib model rather than the exact path: still exact.
+func TestModelOnGoFlate(t *testing.T) {
+	in := inputs(t)
+	for _, name := range []string{"text", "binary", "mixed", "1byte", "empty"} {
+		for _, level := range []int{-2, 0, 1, 5, 9} {
+			c, _ := goFlate(in[name], level)
+			plain, recon, _, err := split(c, false)
+			if err != nil {
+				t.Fatalf("%s level %d: %v", name, level, err)
+			}
+			out, err := Rebuild(plain, recon)
+			if err != nil || !bytes.Equal(out, c) {
+				t.Fatalf("%s level %d: rebuild: %v", name, level, err)
+			}
+			t.Logf("go %2d %-7s %8d -> %8d recon %6d (%.3f%%)", level, name, len(in[name]), len(c), len(recon), 100*float64(len(recon))/float64(len(c)))
+		}
+	}
+}
