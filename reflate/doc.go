@@ -26,7 +26,9 @@
 //     one Write and Close, is stored as that level alone.
 //
 // Rebuild runs the same model over the plain data, applies the stored differences and writes
-// the stream. It never returns a wrong stream: the reconstruction data records the stream's
+// the stream. At levels 4-9 the model's state at a block start is the strings of the preceding
+// 32 KiB plus its lazy evaluation state, so Split records that state every 1 MiB (a segment)
+// and Rebuild runs the segments on all cores. It never returns a wrong stream: the reconstruction data records the stream's
 // length and CRC-32, and a rebuilt stream that does not match them is an error. Split checks
 // itself the same way before it returns.
 //
@@ -41,7 +43,7 @@
 //	body length, body  a byte saying how the rest is coded (0 as is, 1 deflate by compress/flate)
 //	                   and the body
 //
-// The body, decoded, is three sections, each a length and its bytes:
+// The body, decoded, is four sections, each a length and its bytes:
 //
 //	blocks       count, then per block a flags byte (bit 0 final, bits 1-2 type, bit 3 header
 //	             stored whole, bit 4 stored block with non-zero padding) and the stored
@@ -57,6 +59,9 @@
 //	             rank+1, where rank counts the model's hash chain candidates at that position
 //	             (nearest first, those matching at least that length, at most 4096 steps) before
 //	             the match's; or 0 and the distance where the match is not in the chain
+//	segments     count, then per segment: its first block's index and its plain position
+//	             (each as the difference from the previous segment's), pendLen<<1|pendValid
+//	             and pendDist: the lazy evaluation state the model had there
 //
 // Streams this package does not take (an error from Split): malformed ones (the error names
 // the bit offset), and a length of 258 coded as symbol 284, which some encoders may write but

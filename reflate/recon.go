@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"sort"
 )
 
 const (
@@ -80,11 +81,24 @@ func appendHeader(b, comp []byte, plainLen int, method, level byte) []byte {
 // encodeBody writes the block list, the trees that differ from zlib's and the token
 // corrections, flate-compressed.
 func encodeBody(s *stream, restarts []int, level int) ([]byte, error) {
-	cs, _, err := corrections(s, restarts, zlibLevels[level], len(s.plain)+1, len(s.tokens))
+	cs, segs, _, err := corrections(s, restarts, zlibLevels[level], len(s.plain)+1, len(s.tokens), true)
 	if err != nil {
 		return nil, err
 	}
-	var blocks, trees, corr []byte
+	var blocks, trees, corr, segments []byte
+	segments = binary.AppendUvarint(segments, uint64(len(segs)))
+	lastBlock, lastPos := 0, 0
+	for _, sg := range segs {
+		segments = binary.AppendUvarint(segments, uint64(sg.block-lastBlock))
+		segments = binary.AppendUvarint(segments, uint64(sg.pos-lastPos))
+		v := uint64(sg.pendLen) << 1
+		if sg.pendValid {
+			v |= 1
+		}
+		segments = binary.AppendUvarint(segments, v)
+		segments = binary.AppendUvarint(segments, uint64(sg.pendDist))
+		lastBlock, lastPos = sg.block, sg.pos
+	}
 	blocks = binary.AppendUvarint(blocks, uint64(len(s.blocks)))
 	tb := &treeBuilder{}
 	var lf [286]int
@@ -136,7 +150,7 @@ func encodeBody(s *stream, restarts []int, level int) ([]byte, error) {
 		}
 	}
 	var raw []byte
-	for _, sec := range [][]byte{blocks, trees, corr} {
+	for _, sec := range [][]byte{blocks, trees, corr, segments} {
 		raw = binary.AppendUvarint(raw, uint64(len(sec)))
 		raw = append(raw, sec...)
 	}
@@ -281,14 +295,14 @@ func rebuildZlib(plain, body []byte, level, n int) ([]byte, error) {
 		return nil, fmt.Errorf("%w: body coding %d", ErrCorrupt, body[0])
 	}
 	r := &reader{b: raw}
-	secs := [3]*reader{}
+	secs := [4]*reader{}
 	for i := range secs {
 		secs[i] = &reader{b: r.bytes(r.uvarint(uint64(len(raw))))}
 	}
 	if r.err != nil {
 		return nil, fmt.Errorf("%w: sections", ErrCorrupt)
 	}
-	br, tr, cr := secs[0], secs[1], secs[2]
+	br, tr, cr, sr := secs[0], secs[1], secs[2], secs[3]
 	s := &stream{plain: plain, nbytes: n}
 	nblocks := br.uvarint(uint64(len(br.b)))
 	ntok := 0
@@ -332,65 +346,41 @@ func rebuildZlib(plain, body []byte, level, n int) ([]byte, error) {
 	if br.err != nil || tr.err != nil {
 		return nil, fmt.Errorf("%w: block list", ErrCorrupt)
 	}
-	ncorr := cr.uvarint(uint64(ntok))
-	nextCorr, ci := -1, uint64(0)
-	var corrTok token
-	corrRank := -1
-	readCorr := func() error {
-		if ci == ncorr {
-			nextCorr = -1
-			return nil
-		}
-		ci++
-		nextCorr += int(cr.uvarint(uint64(ntok))) + 1
-		l := cr.uvarint(maxMatch)
-		corrTok = token{length: uint16(l)}
-		corrRank = -1
-		if l != 0 {
-			corrRank = int(cr.uvarint(maxRankWalk)) - 1
-			if corrRank < 0 {
-				corrTok.dist = uint16(cr.uvarint(wSize))
-				if corrTok.dist == 0 {
-					return fmt.Errorf("%w: correction distance 0", ErrCorrupt)
-				}
-			}
-			if l < minMatch {
-				return fmt.Errorf("%w: correction length %d", ErrCorrupt, l)
-			}
-		}
-		if cr.err != nil {
-			return fmt.Errorf("%w: corrections", ErrCorrupt)
-		}
-		return nil
-	}
-	if err := readCorr(); err != nil {
-		return nil, err
-	}
-	s.tokens = make([]token, 0, ntok)
-	err := runModel(zlibLevels[level], plain, s.blocks, restarts, func(i, p int, pred token, z *matcher) (token, error) {
-		t := pred
-		if i == nextCorr {
-			t = corrTok
-			if corrRank >= 0 {
-				if t.dist = uint16(z.byRank(p, int(t.length), corrRank)); t.dist == 0 {
-					return t, fmt.Errorf("%w: no match of rank %d", ErrCorrupt, corrRank)
-				}
-			}
-			if err := readCorr(); err != nil {
-				return t, err
-			}
-		}
-		if t.isMatch() && (int(t.dist) > p || p+int(t.length) > len(plain)) {
-			return t, fmt.Errorf("%w: match outside the plain data", ErrCorrupt)
-		}
-		s.tokens = append(s.tokens, t)
-		return t, nil
-	})
+	cs, err := readCorrections(cr, ntok)
 	if err != nil {
 		return nil, err
 	}
-	if nextCorr != -1 {
-		return nil, fmt.Errorf("%w: unused corrections", ErrCorrupt)
+	segs, err := readSegments(sr, s.blocks, len(plain))
+	if err != nil {
+		return nil, err
+	}
+	s.tokens = make([]token, ntok)
+	err = runSegments(zlibLevels[level], plain, s.blocks, restarts, segs, func() nextFunc {
+		ci := -1
+		return func(i, p int, pred token, z *matcher) (token, error) {
+			if ci < 0 {
+				ci = sort.Search(len(cs), func(j int) bool { return cs[j].index >= i })
+			}
+			t := pred
+			if ci < len(cs) && cs[ci].index == i {
+				c := cs[ci]
+				ci++
+				t = c.tok
+				if c.rank >= 0 {
+					if t.dist = uint16(z.byRank(p, int(t.length), c.rank)); t.dist == 0 {
+						return t, fmt.Errorf("%w: no match of rank %d", ErrCorrupt, c.rank)
+					}
+				}
+			}
+			if t.isMatch() && (t.dist == 0 || int(t.dist) > p || p+int(t.length) > len(plain)) {
+				return t, fmt.Errorf("%w: match outside the plain data", ErrCorrupt)
+			}
+			s.tokens[i] = t
+			return t, nil
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	tb := &treeBuilder{}
 	var lf [286]int
@@ -470,4 +460,54 @@ func readRawHeader(r *reader) *dynHeader {
 	copy(h.litLens[:], lens[:h.hlit])
 	copy(h.distLens[:], lens[h.hlit:h.hlit+h.hdist])
 	return h
+}
+
+// readCorrections decodes the corrections section; every index is below ntok.
+func readCorrections(cr *reader, ntok int) ([]correction, error) {
+	n := cr.uvarint(uint64(ntok))
+	cs := make([]correction, 0, n)
+	next := -1
+	for i := uint64(0); i < n; i++ {
+		next += int(cr.uvarint(uint64(ntok))) + 1
+		c := correction{index: next, rank: -1}
+		l := cr.uvarint(maxMatch)
+		c.tok.length = uint16(l)
+		if l != 0 {
+			c.rank = int(cr.uvarint(maxRankWalk)) - 1
+			if c.rank < 0 {
+				c.tok.dist = uint16(cr.uvarint(wSize))
+				if c.tok.dist == 0 {
+					return nil, fmt.Errorf("%w: correction distance 0", ErrCorrupt)
+				}
+			}
+			if l < minMatch {
+				return nil, fmt.Errorf("%w: correction length %d", ErrCorrupt, l)
+			}
+		}
+		if cr.err != nil || next >= ntok {
+			return nil, fmt.Errorf("%w: corrections", ErrCorrupt)
+		}
+		cs = append(cs, c)
+	}
+	return cs, cr.err
+}
+
+// readSegments decodes the segments section: block indexes rising from 1, at fixed or
+// dynamic blocks, positions rising within the plain data.
+func readSegments(sr *reader, blocks []block, n int) ([]segment, error) {
+	k := sr.uvarint(uint64(len(blocks)))
+	var segs []segment
+	bi, pos := 0, 0
+	for i := uint64(0); i < k; i++ {
+		db := int(sr.uvarint(uint64(len(blocks))))
+		dp := int(sr.uvarint(uint64(n)))
+		v := sr.uvarint(2*maxMatch + 1)
+		d := int(sr.uvarint(wSize))
+		bi, pos = bi+db, pos+dp
+		if sr.err != nil || db == 0 || bi >= len(blocks) || pos > n || blocks[bi].typ == typeStored {
+			return nil, fmt.Errorf("%w: segments", ErrCorrupt)
+		}
+		segs = append(segs, segment{block: bi, pos: pos, pendValid: v&1 != 0, pendLen: int(v >> 1), pendDist: d})
+	}
+	return segs, sr.err
 }

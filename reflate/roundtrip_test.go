@@ -195,3 +195,33 @@ func TestModelOnGoFlate(t *testing.T) {
 		}
 	}
 }
+
+// TestSegments: with small segments, streams at lazy levels are rebuilt by several matchers
+// at once, each started from the recorded lazy state at its block.
+func TestSegments(t *testing.T) {
+	defer func(n int) { segmentSize = n }(segmentSize)
+	segmentSize = 20 << 10
+	in := inputs(t)
+	for _, name := range []string{"text", "binary", "mixed", "zeros"} {
+		for _, p := range []producer{
+			{"zlib-4", func(t testing.TB, d []byte) []byte { return pyZlib(t, d, 4) }},
+			{"gzip-9", toolRaw("gzip", "-n", "-c", "-9")},
+			{"pigz-6", toolRaw("pigz", "-n", "-c", "-6", "-b", "32")},
+			{"libdeflate-9", toolRaw("libdeflate-gzip", "-n", "-c", "-9")},
+		} {
+			c := p.make(t, in[name])
+			s, err := parse(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs := markRestarts(s)
+			lvl := detectLevel(s, rs)
+			_, segs, _, err := corrections(s, rs, zlibLevels[lvl], len(s.plain)+1, len(s.tokens), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := checkRoundTrip(t, p.name+"/"+name, c, in[name])
+			t.Logf("%-12s %-7s level %d segments %d recon %d", p.name, name, lvl, len(segs), r)
+		}
+	}
+}
