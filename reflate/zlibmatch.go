@@ -1,5 +1,10 @@
 package reflate
 
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
 // This file predicts tokens the way zlib's deflate.c (and GNU gzip's and Info-ZIP's, which share
 // its design) chooses them: hash chains over 3-byte strings (zlib's hash with memLevel 8),
 // longest_match with the level's good_length/nice_length/max_chain, deflate_fast below level 4
@@ -125,11 +130,8 @@ func (z *matcher) longestMatch(p, cur, prevLen int) (int, int) {
 	}
 	maxLen := min(maxMatch, avail)
 	for {
-		if best < maxLen && d[cur+best] == d[p+best] && d[cur] == d[p] {
-			n := 0
-			for n < maxLen && d[cur+n] == d[p+n] {
-				n++
-			}
+		if best < maxLen && d[cur+best] == d[p+best] && (best == 0 || d[cur+best-1] == d[p+best-1]) && d[cur] == d[p] {
+			n := matchLen(d[cur:], d[p:], maxLen)
 			if n > best {
 				best, bestDist = n, p-cur
 				if n >= nice {
@@ -232,6 +234,21 @@ func (z *matcher) restart(p, end int) {
 	clear(z.prev)
 	z.ins = max(0, p-wSize)
 	z.insertTo(p)
+}
+
+// matchLen is the length of the common prefix of a and b, at most max (<= len(a), len(b)).
+func matchLen(a, b []byte, max int) int {
+	n := 0
+	for n+8 <= max {
+		if x := binary.LittleEndian.Uint64(a[n:]) ^ binary.LittleEndian.Uint64(b[n:]); x != 0 {
+			return n + bits.TrailingZeros64(x)/8
+		}
+		n += 8
+	}
+	for n < max && a[n] == b[n] {
+		n++
+	}
+	return n
 }
 
 const maxRankWalk = 4096
