@@ -337,9 +337,11 @@ func rebuildZlib(plain, body []byte, level, n int) ([]byte, error) {
 	var restarts []int
 	last := 0
 	for i := uint64(0); i < nr && br.err == nil; i++ {
-		last += int(br.uvarint(uint64(len(plain))))
-		if last > len(plain) {
-			return nil, fmt.Errorf("%w: restart point past the end", ErrCorrupt)
+		d := int(br.uvarint(uint64(len(plain))))
+		last += d
+		if d == 0 || last >= len(plain) {
+			// Split writes rising points inside the data; others would only cost time.
+			return nil, fmt.Errorf("%w: restart point %d", ErrCorrupt, last)
 		}
 		restarts = append(restarts, last)
 	}
@@ -495,7 +497,9 @@ func readCorrections(cr *reader, ntok int) ([]correction, error) {
 // readSegments decodes the segments section: block indexes rising from 1, at fixed or
 // dynamic blocks, positions rising within the plain data.
 func readSegments(sr *reader, blocks []block, n int) ([]segment, error) {
-	k := sr.uvarint(uint64(len(blocks)))
+	// Split writes a segment per segmentSize of plain data; bound their number (each costs a
+	// matcher) well above that.
+	k := sr.uvarint(uint64(min(len(blocks), n/1024+1)))
 	var segs []segment
 	bi, pos := 0, 0
 	for i := uint64(0); i < k; i++ {
@@ -504,7 +508,7 @@ func readSegments(sr *reader, blocks []block, n int) ([]segment, error) {
 		v := sr.uvarint(2*maxMatch + 1)
 		d := int(sr.uvarint(wSize))
 		bi, pos = bi+db, pos+dp
-		if sr.err != nil || db == 0 || bi >= len(blocks) || pos > n || blocks[bi].typ == typeStored {
+		if sr.err != nil || db == 0 || dp == 0 || bi >= len(blocks) || pos > n || blocks[bi].typ == typeStored {
 			return nil, fmt.Errorf("%w: segments", ErrCorrupt)
 		}
 		segs = append(segs, segment{block: bi, pos: pos, pendValid: v&1 != 0, pendLen: int(v >> 1), pendDist: d})
