@@ -1,0 +1,119 @@
+package reflate
+
+import (
+	"errors"
+	"fmt"
+)
+
+var errUnencodable = errors.New("token has no code in its block's Huffman code")
+
+// encode writes the stream's blocks bit for bit.
+func (s *stream) encode() ([]byte, error) {
+	w := &bitWriter{out: make([]byte, 0, s.nbytes+16)}
+	pos := 0
+	for bi := range s.blocks {
+		b := &s.blocks[bi]
+		h := uint32(b.typ) << 1
+		if b.final {
+			h |= 1
+		}
+		w.write(h, 3)
+		switch b.typ {
+		case typeStored:
+			w.align(b.pad)
+			w.write(uint32(b.storedLen), 16)
+			w.write(uint32(^b.storedLen&0xffff), 16)
+			if pos+b.storedLen > len(s.plain) {
+				return nil, fmt.Errorf("block %d: stored data past the end of the plain data", bi)
+			}
+			w.out = append(w.out, s.plain[pos:pos+b.storedLen]...)
+			pos += b.storedLen
+		case typeFixed, typeDynamic:
+			lit, dist := fixedLitLen[:], fixedDist[:]
+			if b.typ == typeDynamic {
+				if err := writeDynHeader(w, b.hdr); err != nil {
+					return nil, fmt.Errorf("block %d: %w", bi, err)
+				}
+				lit, dist = b.hdr.litLens[:b.hdr.hlit], b.hdr.distLens[:b.hdr.hdist]
+			}
+			var err error
+			if pos, err = writeTokens(w, s.plain, pos, s.tokens[b.tokStart:b.tokEnd], lit, dist); err != nil {
+				return nil, fmt.Errorf("block %d: %w", bi, err)
+			}
+		default:
+			return nil, fmt.Errorf("block %d: type %d", bi, b.typ)
+		}
+	}
+	if pos != len(s.plain) {
+		return nil, fmt.Errorf("blocks cover %d of %d plain bytes", pos, len(s.plain))
+	}
+	w.align(s.endPad)
+	return w.out, nil
+}
+
+func writeDynHeader(w *bitWriter, h *dynHeader) error {
+	w.write(uint32(h.hlit-257)|uint32(h.hdist-1)<<5|uint32(h.hclen-4)<<10, 14)
+	for i := 0; i < h.hclen; i++ {
+		w.write(uint32(h.clLens[clOrder[i]]), 3)
+	}
+	codes, err := canonicalCodes(h.clLens[:])
+	if err != nil {
+		return err
+	}
+	for _, c := range h.seq {
+		l := h.clLens[c.sym]
+		if l == 0 {
+			return errUnencodable
+		}
+		w.write(uint32(codes[c.sym]), uint(l))
+		switch c.sym {
+		case 16:
+			w.write(uint32(c.extra), 2)
+		case 17:
+			w.write(uint32(c.extra), 3)
+		case 18:
+			w.write(uint32(c.extra), 7)
+		}
+	}
+	return nil
+}
+
+func writeTokens(w *bitWriter, plain []byte, pos int, toks []token, litLens, distLens []uint8) (int, error) {
+	lc, err := canonicalCodes(litLens)
+	if err != nil {
+		return pos, err
+	}
+	dc, err := canonicalCodes(distLens)
+	if err != nil {
+		return pos, err
+	}
+	for _, t := range toks {
+		if !t.isMatch() {
+			if pos >= len(plain) {
+				return pos, errors.New("literal past the end of the plain data")
+			}
+			c := plain[pos]
+			if litLens[c] == 0 {
+				return pos, errUnencodable
+			}
+			w.write(uint32(lc[c]), uint(litLens[c]))
+			pos++
+			continue
+		}
+		ls := int(lengthCode[t.length])
+		ds := int(distCode[t.dist])
+		if 257+ls >= len(litLens) || litLens[257+ls] == 0 || ds >= len(distLens) || distLens[ds] == 0 {
+			return pos, errUnencodable
+		}
+		w.write(uint32(lc[257+ls]), uint(litLens[257+ls]))
+		w.write(uint32(t.length-lengthBase[ls]), uint(lengthExtra[ls]))
+		w.write(uint32(dc[ds]), uint(distLens[ds]))
+		w.write(uint32(t.dist-distBase[ds]), uint(distExtra[ds]))
+		pos += int(t.length)
+	}
+	if len(litLens) <= endBlock || litLens[endBlock] == 0 {
+		return pos, errUnencodable
+	}
+	w.write(uint32(lc[endBlock]), uint(litLens[endBlock]))
+	return pos, nil
+}
