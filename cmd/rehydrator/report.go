@@ -71,9 +71,11 @@ func makeReport(ref, digest string, img v1.Image, res *dehydrate.Result) (*build
 
 func (r *buildReport) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "artifact\tmethod\tsize\tstored\tin layers\tin recipe\t")
+	fmt.Fprintln(tw, "artifact\troute\tsize\tstored\tin layers\tin recipe\tcost\t% of size\t")
 	for _, a := range r.Artifacts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", a.Name, a.Method, units.Bytes(a.Size), units.Bytes(a.StoredBytes), units.Bytes(a.LayerBytes), units.Bytes(a.RecipeBytes))
+		cost := a.LayerBytes + a.RecipeBytes
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", a.Name, a.Method, units.Bytes(a.Size), units.Bytes(a.StoredBytes),
+			units.Bytes(a.LayerBytes), units.Bytes(a.RecipeBytes), units.Bytes(cost), percent(cost, a.Size))
 	}
 	fmt.Fprintf(tw, "tool layer\t\t\t\t%s\t\n", units.Bytes(r.ToolBytes))
 	fmt.Fprintf(tw, "metadata layer\t\t\t\t%s\t\n", units.Bytes(r.MetaBytes))
@@ -87,4 +89,12 @@ func (r *buildReport) write(path string) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// percent renders part/whole as a percentage for the report ("-" for an empty artifact).
+func percent(part, whole int64) string {
+	if whole <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f%%", 100*float64(part)/float64(whole))
 }
