@@ -26,32 +26,20 @@ type CompressedCluster struct {
 // that does not inflate to exactly one cluster.
 func (img *Image) CompressedClusters() ([]CompressedCluster, error) {
 	var out []CompressedCluster
-	clusters := (img.size + img.cs - 1) >> img.cb
 	buf := make([]byte, img.cs)
-	for i := range int64(len(img.l1)) {
-		t, err := img.l2(i)
+	err := img.eachMapped(func(c int64, m mapping) error {
+		if m.kind != kCompressed {
+			return nil
+		}
+		n, err := img.streamLen(m, c<<img.cb, buf)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if t == nil {
-			continue
-		}
-		first := i << img.l2Bits
-		last := min(clusters, first+int64(1)<<img.l2Bits)
-		for c := first; c < last; c++ {
-			m, err := img.decode(t, c)
-			if err != nil {
-				return nil, err
-			}
-			if m.kind != kCompressed {
-				continue
-			}
-			n, err := img.streamLen(m, c<<img.cb, buf)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, CompressedCluster{Guest: c << img.cb, Host: int64(m.host), Sectors: (m.clen + int64(m.host&511)) / 512, Len: n})
-		}
+		out = append(out, CompressedCluster{Guest: c << img.cb, Host: int64(m.host), Sectors: (m.clen + int64(m.host&511)) / 512, Len: n})
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -415,11 +415,30 @@ func (img *Image) Extents() ([]Extent, error) {
 		}
 		out = append(out, Extent{Off: off, Len: n, Zero: zero})
 	}
+	err := img.eachMapped(func(c int64, m mapping) error {
+		switch m.kind {
+		case kData, kCompressed:
+			add(c<<img.cb, false)
+		case kZero:
+			add(c<<img.cb, true)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// eachMapped calls fn, in guest order, for every cluster inside the virtual size whose L2
+// table exists, with its decoded mapping: the one walk of the tables that Extents and
+// CompressedClusters share.
+func (img *Image) eachMapped(fn func(c int64, m mapping) error) error {
 	clusters := (img.size + img.cs - 1) >> img.cb
 	for i := range int64(len(img.l1)) {
 		t, err := img.l2(i)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if t == nil {
 			continue
@@ -429,17 +448,14 @@ func (img *Image) Extents() ([]Extent, error) {
 		for c := first; c < last; c++ {
 			m, err := img.decode(t, c)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			switch m.kind {
-			case kData, kCompressed:
-				add(c<<img.cb, false)
-			case kZero:
-				add(c<<img.cb, true)
+			if err := fn(c, m); err != nil {
+				return err
 			}
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // NewGuestReader returns a sequential reader of the guest view of img. It also
