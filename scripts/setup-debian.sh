@@ -5,7 +5,7 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 pkgs=(qemu-utils skopeo docker-registry xorriso squashfs-tools e2fsprogs dosfstools mtools gdisk
       rdiff xz-utils zstd gzip pigz zip unzip busybox libdeflate-tools cpio tar zlib1g-dev libzstd-dev gcc libc6-dev openssl bsdutils podman
-      xfsprogs fdisk faketime)
+      xfsprogs fdisk faketime liblzma-dev genisoimage syslinux-utils isolinux syslinux-common)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
