@@ -61,7 +61,7 @@ for p in ([d] if ch==0 else [d[i:i+ch] for i in range(0,len(d),ch)]):
 // qemu uses: compress() (windowBits 15, memLevel 8: VMDK grains) and qcow2's
 // deflateInit2(-12, memLevel 9) for compressed clusters; whole inputs and in 64 KiB pieces.
 type zngProducer struct {
-	name                      string
+	name                     string
 	level, wbits, mem, chunk int
 }
 
