@@ -1,0 +1,126 @@
+// Command reflatestreams measures package reflate on the deflate streams inside images made by
+// qemu-img: the grains of a streamOptimized VMDK (each a zlib stream) or the compressed clusters
+// of a qcow2 (raw deflate). For each file it splits every stream, checks that Rebuild gives it
+// back, and prints the reconstruction data as a share of the compressed bytes.
+//
+//	go run ./tests/bench/reflatestreams FILE...
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/rehydrator/rehydrator/qcow2"
+	"github.com/rehydrator/rehydrator/reflate"
+	"github.com/rehydrator/rehydrator/vmdk"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: reflatestreams FILE...")
+		os.Exit(2)
+	}
+	for _, f := range os.Args[1:] {
+		if err := measure(f); err != nil {
+			fmt.Fprintln(os.Stderr, "reflatestreams:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+func measure(name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	streams, err := deflateStreams(f, st.Size())
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	comp, recon, levels := 0, 0, map[string]int{}
+	for i, s := range streams {
+		plain, r, n, err := reflate.Split(s)
+		if err != nil {
+			return fmt.Errorf("%s: stream %d: %w", name, i, err)
+		}
+		out, err := reflate.Rebuild(plain, r)
+		if err != nil || !bytes.Equal(out, s[:n]) {
+			return fmt.Errorf("%s: stream %d does not rebuild: %v", name, i, err)
+		}
+		comp += n
+		recon += len(r)
+		levels[methodLevel(r)]++
+	}
+	fmt.Printf("%s: %d streams, %d compressed bytes, %d reconstruction bytes: %.3f%% (method/level: %v)\n",
+		name, len(streams), comp, recon, 100*float64(recon)/float64(max(comp, 1)), levels)
+	return nil
+}
+
+// methodLevel reads the method and level bytes of reconstruction data (reflate/doc.go):
+// after "RFL", the version, the stream's length, its CRC-32 and the plain length.
+func methodLevel(r []byte) string {
+	i := 4
+	_, n := binary.Uvarint(r[i:])
+	i += n + 4
+	_, n = binary.Uvarint(r[i:])
+	i += n
+	if i+1 >= len(r) {
+		return "?"
+	}
+	return fmt.Sprintf("%d/%d", r[i], r[i+1])
+}
+
+// deflateStreams returns the raw deflate streams of a streamOptimized VMDK's grains (zlib
+// header stripped) or of a qcow2's compressed clusters.
+func deflateStreams(f io.ReaderAt, size int64) ([][]byte, error) {
+	if qcow2.Sniff(f, size) {
+		img, err := qcow2.Open(f, size)
+		if err != nil {
+			return nil, err
+		}
+		cs, err := img.CompressedClusters()
+		if err != nil {
+			return nil, err
+		}
+		var out [][]byte
+		for _, c := range cs {
+			b, err := io.ReadAll(img.CompressedStream(c))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, b)
+		}
+		return out, nil
+	}
+	img, err := vmdk.Open(f, size)
+	if err != nil {
+		return nil, err
+	}
+	p, err := img.Params()
+	if err != nil {
+		return nil, err
+	}
+	off := int64(p.Header.Overhead) * vmdk.SectorSize
+	var out [][]byte
+	err = p.Grains.All(func(g vmdk.Grain) error {
+		b := make([]byte, 12+int(g.Size))
+		if _, err := f.ReadAt(b, off); err != nil {
+			return fmt.Errorf("grain at %#x: %w", off, err)
+		}
+		if binary.LittleEndian.Uint32(b[8:]) != g.Size || len(b) < 14 {
+			return fmt.Errorf("grain at %#x: marker size %d, grain map %d", off, binary.LittleEndian.Uint32(b[8:]), g.Size)
+		}
+		out = append(out, b[14:]) // marker, then the zlib header (2 bytes)
+		off += (12 + int64(g.Size) + vmdk.SectorSize - 1) / vmdk.SectorSize * vmdk.SectorSize
+		return nil
+	})
+	return out, err
+}
