@@ -58,6 +58,9 @@ func split(src []byte, tryGo bool) (plain, recon []byte, n int, err error) {
 		recon = appendHeader(nil, comp, len(s.plain), methodZlib, byte(level))
 		recon = binary.AppendUvarint(recon, uint64(len(body)))
 		recon = append(recon, body...)
+		if ng := splitZlibNG(s, comp, len(recon)); ng != nil { // zlib-ng (zlibng.go) when smaller
+			recon = ng
+		}
 	}
 	out, err := Rebuild(s.plain, recon)
 	if err != nil {
@@ -265,6 +268,12 @@ func Rebuild(plain, recon []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%w: body", ErrCorrupt)
 		}
 		out, err = rebuildZlib(plain, body, int(level), int(n))
+	case methodZlibNG:
+		body := r.bytes(r.uvarint(1 << 40))
+		if r.err != nil {
+			return nil, fmt.Errorf("%w: body", ErrCorrupt)
+		}
+		out, err = rebuildZlibNG(plain, body, level, int(n))
 	default:
 		return nil, fmt.Errorf("%w: method %d", ErrCorrupt, method)
 	}

@@ -1,0 +1,312 @@
+package reflate
+
+import (
+	"bytes"
+	"compress/flate"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Method 2: the zlib-ng model (zlibng_match.go). Its level byte is the level (3-6) in bits
+// 0-3 and windowBits-8 in bits 4-7 (qemu's qcow2 clusters use 12, everything else 15). The
+// body is coded like method 1's (a byte 0 as is, 1 deflated) and holds three sections, each a
+// length and its bytes:
+//
+//	blocks       as method 1's, without restart points
+//	headers      as method 1's
+//	corrections  count, then per difference: the number of tokens since the previous
+//	             difference, the stream's match length (0 for a literal) and, for a match,
+//	             its distance
+const methodZlibNG = 2
+
+// ngTrials are the parameter sets tried, most likely first: qemu's VMDK grains and
+// everything through compress(), then qemu's qcow2 clusters.
+var ngTrials = []struct{ level, wbits int }{
+	{6, 15}, {6, 12}, {5, 15}, {4, 15}, {3, 15}, {5, 12}, {4, 12}, {3, 12},
+}
+
+// splitZlibNG returns reconstruction data for s by the zlib-ng model when it is smaller than
+// limit bytes, else nil. comp is the stream's bytes.
+func splitZlibNG(s *stream, comp []byte, limit int) []byte {
+	if s.maxDist > 1<<15 {
+		return nil
+	}
+	const sample = 256 << 10
+	best, bestN := -1, len(s.tokens)/50+1 // worth trying only below 2% of the tokens
+	for i, tr := range ngTrials {
+		if s.maxDist > 1<<tr.wbits {
+			continue
+		}
+		cs, ok := ngCorrections(s, tr.level, tr.wbits, sample, bestN)
+		if ok && len(cs) < bestN {
+			best, bestN = i, len(cs)
+			if bestN == 0 {
+				break
+			}
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	tr := ngTrials[best]
+	cs, ok := ngCorrections(s, tr.level, tr.wbits, len(s.plain)+1, len(s.tokens))
+	if !ok {
+		return nil
+	}
+	body := encodeNGBody(s, cs)
+	recon := appendHeader(nil, comp, len(s.plain), methodZlibNG, byte(tr.level|(tr.wbits-8)<<4))
+	recon = binary.AppendUvarint(recon, uint64(len(body)))
+	recon = append(recon, body...)
+	if len(recon) >= limit {
+		return nil
+	}
+	return recon
+}
+
+// runNG walks the blocks' tokens with a zlib-ng matcher; next gets each prediction and
+// returns the stream's token. Stored blocks reset nothing in zlib-ng's medium strategy's
+// chains (it does not write them mid-stream), so they are only skipped.
+func runNG(level, wbits int, plain []byte, blocks []block, next func(i, p int, pred token, m *ngMatcher) (token, error)) error {
+	m := newNGMatcher(level, wbits, plain)
+	p := 0
+	for bi := range blocks {
+		b := &blocks[bi]
+		if b.typ == typeStored {
+			p += b.storedLen
+			m.predOK, m.nextValid = false, false
+			continue
+		}
+		for i := b.tokStart; i < b.tokEnd; i++ {
+			if p >= len(plain) {
+				return fmt.Errorf("block %d: tokens past the end of the plain data", bi)
+			}
+			pred := m.predict(p)
+			t, err := next(i, p, pred, m)
+			if err != nil {
+				return err
+			}
+			m.accept(p, t)
+			p += max(1, int(t.length))
+		}
+	}
+	if p != len(plain) {
+		return fmt.Errorf("blocks cover %d of %d plain bytes", p, len(plain))
+	}
+	return nil
+}
+
+// ngCorrections lists where the stream's tokens differ from the zlib-ng model's, stopping
+// once plain position limit is passed or more than maxCount are found (then ok is false).
+func ngCorrections(s *stream, level, wbits, limit, maxCount int) (cs []correction, ok bool) {
+	err := runNG(level, wbits, s.plain, s.blocks, func(i, p int, pred token, _ *ngMatcher) (token, error) {
+		t := s.tokens[i]
+		if t != pred {
+			cs = append(cs, correction{index: i, tok: t, rank: -1})
+			if len(cs) > maxCount {
+				return t, errStop
+			}
+		}
+		if p >= limit {
+			return t, errStop
+		}
+		return t, nil
+	})
+	if errors.Is(err, errStop) {
+		return cs, len(cs) <= maxCount
+	}
+	return cs, err == nil
+}
+
+func encodeNGBody(s *stream, cs []correction) []byte {
+	var blocks, trees, corr []byte
+	blocks = binary.AppendUvarint(blocks, uint64(len(s.blocks)))
+	tb := &treeBuilder{}
+	var lf [286]int
+	var df [30]int
+	for _, b := range s.blocks {
+		f := b.typ << flagTypeShift
+		if b.final {
+			f |= flagFinal
+		}
+		switch b.typ {
+		case typeStored:
+			if b.pad != 0 {
+				f |= flagPad
+			}
+			blocks = append(blocks, f)
+			blocks = binary.AppendUvarint(blocks, uint64(b.storedLen))
+			if b.pad != 0 {
+				blocks = append(blocks, b.pad)
+			}
+			continue
+		case typeDynamic:
+			blockFreqs(s.plain, b.pos, s.tokens[b.tokStart:b.tokEnd], &lf, &df)
+			if !zlibHeader(tb, &lf, &df).equal(b.hdr) {
+				f |= flagRawTree
+				trees = appendRawHeader(trees, b.hdr)
+			}
+		}
+		blocks = append(blocks, f)
+		blocks = binary.AppendUvarint(blocks, uint64(b.tokEnd-b.tokStart))
+	}
+	blocks = append(blocks, s.endPad)
+	corr = binary.AppendUvarint(corr, uint64(len(cs)))
+	last := 0
+	for _, c := range cs {
+		corr = binary.AppendUvarint(corr, uint64(c.index-last))
+		last = c.index + 1
+		corr = binary.AppendUvarint(corr, uint64(c.tok.length))
+		if c.tok.isMatch() {
+			corr = binary.AppendUvarint(corr, uint64(c.tok.dist))
+		}
+	}
+	var raw []byte
+	for _, sec := range [][]byte{blocks, trees, corr} {
+		raw = binary.AppendUvarint(raw, uint64(len(sec)))
+		raw = append(raw, sec...)
+	}
+	var out bytes.Buffer
+	out.WriteByte(bodyDeflated)
+	w, _ := flate.NewWriter(&out, flate.BestCompression)
+	w.Write(raw)
+	w.Close()
+	if out.Len() >= 1+len(raw) {
+		return append([]byte{bodyRaw}, raw...)
+	}
+	return out.Bytes()
+}
+
+// rebuildZlibNG is Rebuild for method 2.
+func rebuildZlibNG(plain, body []byte, param byte, n int) ([]byte, error) {
+	level, wbits := int(param&15), int(param>>4)+8
+	if level < 3 || level > 6 || wbits < 9 || wbits > 15 {
+		return nil, fmt.Errorf("%w: zlib-ng level %d, window bits %d", ErrCorrupt, level, wbits)
+	}
+	if len(body) == 0 {
+		return nil, fmt.Errorf("%w: empty body", ErrCorrupt)
+	}
+	raw := body[1:]
+	switch body[0] {
+	case bodyRaw:
+	case bodyDeflated:
+		lr := io.LimitReader(flate.NewReader(bytes.NewReader(body[1:])), int64(64*len(plain)+1<<20))
+		var err error
+		if raw, err = io.ReadAll(lr); err != nil {
+			return nil, fmt.Errorf("%w: body: %v", ErrCorrupt, err)
+		}
+	default:
+		return nil, fmt.Errorf("%w: body coding %d", ErrCorrupt, body[0])
+	}
+	r := &reader{b: raw}
+	var secs [3]*reader
+	for i := range secs {
+		secs[i] = &reader{b: r.bytes(r.uvarint(uint64(len(raw))))}
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("%w: sections", ErrCorrupt)
+	}
+	br, tr, cr := secs[0], secs[1], secs[2]
+	s := &stream{plain: plain, nbytes: n}
+	nblocks := br.uvarint(uint64(len(br.b)))
+	ntok := 0
+	for i := uint64(0); i < nblocks && br.err == nil && tr.err == nil; i++ {
+		f := br.byte()
+		b := block{final: f&flagFinal != 0, typ: f >> flagTypeShift & 3}
+		switch b.typ {
+		case typeStored:
+			b.storedLen = int(br.uvarint(0xffff))
+			if f&flagPad != 0 {
+				b.pad = br.byte()
+			}
+		case typeFixed, typeDynamic:
+			k := int(br.uvarint(uint64(len(plain))))
+			b.tokStart, b.tokEnd = ntok, ntok+k
+			ntok += k
+			if b.typ == typeDynamic && f&flagRawTree != 0 {
+				b.hdr = readRawHeader(tr)
+			}
+		default:
+			return nil, fmt.Errorf("%w: block type 3", ErrCorrupt)
+		}
+		s.blocks = append(s.blocks, b)
+		if ntok > len(plain) {
+			return nil, fmt.Errorf("%w: more tokens than plain bytes", ErrCorrupt)
+		}
+	}
+	s.endPad = br.byte()
+	if br.err != nil || tr.err != nil {
+		return nil, fmt.Errorf("%w: block list", ErrCorrupt)
+	}
+	cs, err := readNGCorrections(cr, ntok)
+	if err != nil {
+		return nil, err
+	}
+	s.tokens = make([]token, ntok)
+	ci := 0
+	err = runNG(level, wbits, plain, s.blocks, func(i, p int, pred token, _ *ngMatcher) (token, error) {
+		t := pred
+		if ci < len(cs) && cs[ci].index == i {
+			t = cs[ci].tok
+			ci++
+		}
+		if t.isMatch() && (int(t.dist) > p || p+int(t.length) > len(plain)) {
+			return t, fmt.Errorf("%w: match outside the plain data", ErrCorrupt)
+		}
+		s.tokens[i] = t
+		return t, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	tb := &treeBuilder{}
+	var lf [286]int
+	var df [30]int
+	pos := 0
+	for bi := range s.blocks {
+		b := &s.blocks[bi]
+		b.pos = pos
+		if b.typ == typeStored {
+			pos += b.storedLen
+			continue
+		}
+		for _, t := range s.tokens[b.tokStart:b.tokEnd] {
+			pos += max(1, int(t.length))
+		}
+		if b.typ == typeDynamic && b.hdr == nil {
+			blockFreqs(plain, b.pos, s.tokens[b.tokStart:b.tokEnd], &lf, &df)
+			b.hdr = zlibHeader(tb, &lf, &df)
+		}
+	}
+	out, err := s.encode()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return out, nil
+}
+
+// readNGCorrections decodes method 2's corrections: indexes rising below ntok, lengths 3-258,
+// distances 1-32768.
+func readNGCorrections(cr *reader, ntok int) ([]correction, error) {
+	n := cr.uvarint(uint64(ntok))
+	cs := make([]correction, 0, n)
+	next := -1
+	for i := uint64(0); i < n; i++ {
+		next += int(cr.uvarint(uint64(ntok))) + 1
+		c := correction{index: next, rank: -1}
+		l := cr.uvarint(maxMatch)
+		c.tok.length = uint16(l)
+		if l != 0 {
+			c.tok.dist = uint16(cr.uvarint(wSize))
+			if c.tok.dist == 0 || l < minMatch {
+				return nil, fmt.Errorf("%w: correction %d/%d", ErrCorrupt, l, c.tok.dist)
+			}
+		}
+		if cr.err != nil || next >= ntok {
+			return nil, fmt.Errorf("%w: corrections", ErrCorrupt)
+		}
+		cs = append(cs, c)
+	}
+	return cs, cr.err
+}

@@ -1,0 +1,337 @@
+package reflate
+
+import "encoding/binary"
+
+// This file predicts tokens the way zlib-ng 2.2's deflate_medium (levels 3-6, deflate_medium.c)
+// chooses them; Fedora's zlib is zlib-ng, and qemu-img deflates VMDK grains and qcow2 clusters
+// at level 6. Its differences from zlib's deflate: a 16-bit multiplicative hash of 4 bytes,
+// matches of at least 4 bytes, a match at the position after the current match searched
+// before the current one is written, and "fizzle": when that next match extends backwards
+// over all but at most one byte of the current one, the next match takes its place. The
+// window is modelled as zlib-ng keeps it (2*w_size bytes, slid by w_size when the position
+// reaches w_size+MAX_DIST), because which chain entries survive a slide, MAX_DIST and when the
+// search for the next match is skipped depend on it. The matcher is steered like the zlib
+// one: where the stream's token differs, the next match is dropped and the model carries on
+// after the stream's token.
+
+const (
+	ngHashBits     = 16
+	ngMinMatch     = 4 // WANT_MIN_MATCH
+	ngMinLookahead = maxMatch + minMatch + 1
+	ngEarlyExit    = 5 // below this level longest_match stops at the first non-improving candidate
+)
+
+// ngConfig is one row of zlib-ng's configuration_table for deflate_medium.
+type ngConfig struct {
+	good, lazy, nice, chain int
+}
+
+var ngLevels = [10]ngConfig{
+	3: {4, 6, 16, 6},
+	4: {4, 12, 32, 24},
+	5: {8, 16, 32, 32},
+	6: {8, 16, 128, 128},
+}
+
+// ngMatch is deflate_medium's struct match, in absolute plain positions.
+type ngMatch struct {
+	strstart, matchStart, length, orgstart int
+}
+
+type ngMatcher struct {
+	level   int
+	cfg     ngConfig
+	data    []byte
+	wsize   int
+	wmask   int
+	maxDist int
+	head    []int32
+	prev    []int32
+	base    int // plain position of window[0]; chain entries at or below it read as zlib-ng's 0
+	filled  int // plain position where the window's data ends
+	insHi   int // steering inserts no position below this again
+
+	next      ngMatch
+	nextValid bool
+	// the prediction made at pos, its token and the match it came from
+	predPos  int
+	predOK   bool
+	predCur  ngMatch
+	predTok  token
+	predNext bool
+}
+
+func newNGMatcher(level, wbits int, data []byte) *ngMatcher {
+	w := 1 << wbits
+	return &ngMatcher{level: level, cfg: ngLevels[level], data: data, wsize: w, wmask: w - 1,
+		maxDist: w - ngMinLookahead, head: make([]int32, 1<<ngHashBits), prev: make([]int32, w), predPos: -1}
+}
+
+func (m *ngMatcher) hash(p int) int {
+	var v uint32
+	if p+4 <= len(m.data) {
+		v = binary.LittleEndian.Uint32(m.data[p:])
+	} else {
+		var b [4]byte
+		copy(b[:], m.data[p:])
+		v = binary.LittleEndian.Uint32(b[:])
+	}
+	return int((v * 2654435761) >> (32 - ngHashBits))
+}
+
+// quickInsert is quick_insert_string: it returns the previous head of p's chain.
+func (m *ngMatcher) quickInsert(p int) int {
+	h := m.hash(p)
+	hd := int(m.head[h])
+	if hd != p {
+		m.prev[p&m.wmask] = int32(hd)
+		m.head[h] = int32(p)
+	}
+	m.insHi = max(m.insHi, p+1)
+	return hd
+}
+
+func (m *ngMatcher) insert(p, count int) {
+	for q := p; q < p+count; q++ {
+		m.quickInsert(q)
+	}
+}
+
+// fill is fill_window when the lookahead runs short: slide if the position is far enough into
+// the window, read what fits, and re-insert the string before the position.
+func (m *ngMatcher) fill(p int) {
+	if p-m.base >= m.wsize+m.maxDist {
+		m.base += m.wsize
+	}
+	if m.filled >= len(m.data) {
+		return
+	}
+	m.filled = min(len(m.data), m.base+2*m.wsize)
+	if m.filled-p >= minMatch && p-m.base >= 1 {
+		m.quickInsert(p - 1)
+	}
+}
+
+// valid reports whether a chain entry is a position (zlib-ng's entries are window offsets, 0
+// meaning none; a slide turns those below the new window into 0).
+func (m *ngMatcher) valid(q int) bool { return q > m.base }
+
+func (m *ngMatcher) at(i int) byte {
+	if i < len(m.data) {
+		return m.data[i]
+	}
+	return 0
+}
+
+func (m *ngMatcher) eq(a, b, n int) bool {
+	for k := 0; k < n; k++ {
+		if m.at(a+k) != m.at(b+k) {
+			return false
+		}
+	}
+	return true
+}
+
+// longest is longest_match (match_tpl.h, not the _slow variant) with prev_length 0: it returns
+// the best length (2 when nothing of 3 or more was found) and its match start.
+func (m *ngMatcher) longest(p, cur, lookahead int) (int, int) {
+	best, start := minMatch-1, 0
+	offset, width := 0, 0
+	setOffset := func() {
+		offset, width = best-1, 2
+		if best >= 8 {
+			offset, width = best-7, 8
+		} else if best >= 4 {
+			offset, width = best-3, 4
+		}
+	}
+	setOffset()
+	chain := m.cfg.chain
+	if best >= m.cfg.good {
+		chain >>= 2
+	}
+	limit := m.base + max(0, p-m.base-m.maxDist)
+	early := m.level < ngEarlyExit
+	end := min(len(m.data), p+maxMatch)
+	for {
+		if cur >= p {
+			break
+		}
+		for !(m.eq(cur+offset, p+offset, width) && m.eq(cur, p, width)) {
+			chain--
+			if chain == 0 {
+				return best, start
+			}
+			if cur = int(m.prev[cur&m.wmask]); cur <= limit {
+				return best, start
+			}
+		}
+		l := 2
+		for p+l < end && m.data[cur+l] == m.data[p+l] {
+			l++
+		}
+		if l > best {
+			start = cur
+			if l > lookahead {
+				return lookahead, start
+			}
+			best = l
+			if best >= m.cfg.nice {
+				return best, start
+			}
+			setOffset()
+		} else if early {
+			break
+		}
+		chain--
+		if chain == 0 {
+			return best, start
+		}
+		if cur = int(m.prev[cur&m.wmask]); cur <= limit {
+			return best, start
+		}
+	}
+	return best, start
+}
+
+// find is the search for the match at p (current or next): a literal (length 1) unless a
+// match of at least 4 bytes is found.
+func (m *ngMatcher) find(p, hh, lookahead int) ngMatch {
+	x := ngMatch{strstart: p, orgstart: p, length: 1}
+	if d := p - hh; m.valid(hh) && d > 0 && d <= m.maxDist {
+		l, s := m.longest(p, hh, lookahead)
+		if l >= ngMinMatch && s < p {
+			x.length, x.matchStart = l, s
+		}
+	}
+	return x
+}
+
+// insertMatch is insert_match: the strings inside a match go into the hash chains.
+func (m *ngMatcher) insertMatch(c ngMatch, lookahead int) {
+	if lookahead <= c.length+ngMinMatch {
+		return
+	}
+	s, l := c.strstart+1, c.length-1
+	if l < ngMinMatch-1 {
+		if l > 0 && s >= c.orgstart {
+			if s+l-1 >= c.orgstart {
+				m.insert(s, l)
+			} else {
+				m.insert(s, c.orgstart-s+1)
+			}
+		}
+		return
+	}
+	if s >= c.orgstart {
+		if s+l-1 >= c.orgstart {
+			m.insert(s, l)
+		} else {
+			m.insert(s, c.orgstart-s+1)
+		}
+	} else if c.orgstart < s+l {
+		m.insert(c.orgstart, s+l-c.orgstart)
+	}
+}
+
+// fizzle is fizzle_matches: move the next match back over the current one where the data
+// allows, taking it over when at most one byte of the current match is left.
+func (m *ngMatcher) fizzle(cur, nx *ngMatch) {
+	if cur.length <= 1 || cur.length > 1+nx.matchStart-m.base || cur.length > 1+nx.strstart-m.base {
+		return
+	}
+	if m.data[nx.matchStart-cur.length+1] != m.data[nx.strstart-cur.length+1] {
+		return
+	}
+	c, n := *cur, *nx
+	limit := m.base + max(0, nx.strstart-m.base-m.maxDist)
+	changed := 0
+	for m.data[n.matchStart-1] == m.data[n.strstart-1] {
+		if c.length < 1 || n.strstart <= limit || n.length >= 256 || n.matchStart-m.base <= 1 {
+			break
+		}
+		n.strstart--
+		n.matchStart--
+		n.length++
+		c.length--
+		changed++
+	}
+	if changed == 0 || c.length > 1 || n.length == 2 {
+		return
+	}
+	n.orgstart++
+	*cur, *nx = c, n
+}
+
+// iterate is one turn of deflate_medium's loop at p: it returns the match it writes (length
+// 0: nothing, below 4: that many literals).
+func (m *ngMatcher) iterate(p int) ngMatch {
+	if m.filled-p < ngMinLookahead {
+		m.fill(p)
+		m.nextValid = false
+	}
+	lookahead := m.filled - p
+	early := m.level < ngEarlyExit
+	var cur ngMatch
+	if !early && m.nextValid {
+		cur = m.next
+		m.nextValid = false
+	} else {
+		hh := 0
+		if lookahead >= ngMinMatch {
+			hh = m.quickInsert(p)
+		}
+		cur = m.find(p, hh, lookahead)
+	}
+	m.insertMatch(cur, lookahead)
+	m.nextValid = false
+	if q := cur.strstart + cur.length; !early && lookahead > ngMinLookahead && q-m.base < 2*m.wsize-ngMinLookahead {
+		hh := m.quickInsert(q)
+		nx := m.find(q, hh, lookahead)
+		if nx.length >= ngMinMatch {
+			m.fizzle(&cur, &nx)
+		}
+		m.next, m.nextValid = nx, true
+	}
+	return cur
+}
+
+// predict returns the token zlib-ng writes at p.
+func (m *ngMatcher) predict(p int) token {
+	if m.predOK && m.predPos == p {
+		return m.predTok
+	}
+	for {
+		c := m.iterate(p)
+		if c.length == 0 {
+			continue // the next match took the current one over whole
+		}
+		t := token{}
+		if c.length >= ngMinMatch {
+			t = token{length: uint16(c.length), dist: uint16(p - c.matchStart)}
+		}
+		m.predPos, m.predOK, m.predCur, m.predTok, m.predNext = p, true, c, t, m.nextValid
+		return t
+	}
+}
+
+// accept moves past the stream's token t at p. A literal of a predicted multi-literal run
+// (not written by zlib-ng's medium strategy, whose literals are single) keeps the state.
+func (m *ngMatcher) accept(p int, t token) {
+	if m.predOK && m.predPos == p && t == m.predTok {
+		m.predOK = false
+		return
+	}
+	m.predOK = false
+	// Steer: zlib-ng wrote something else here; drop the next match and put the strings of
+	// the stream's match into the chains.
+	m.nextValid = false
+	if t.isMatch() {
+		l := int(t.length)
+		if m.filled-p > l+ngMinMatch {
+			for q := max(p+1, m.insHi); q < p+l; q++ {
+				m.quickInsert(q)
+			}
+		}
+	}
+}
