@@ -21,16 +21,26 @@ const (
 	ngEarlyExit    = 5 // below this level longest_match stops at the first non-improving candidate
 )
 
-// ngConfig is one row of zlib-ng's configuration_table for deflate_medium.
+// ngConfig is one row of zlib-ng's configuration_table.
 type ngConfig struct {
 	good, lazy, nice, chain int
+	strategy                int
 }
 
+const (
+	ngFast = iota
+	ngMedium
+	ngSlow
+)
+
 var ngLevels = [10]ngConfig{
-	3: {4, 6, 16, 6},
-	4: {4, 12, 32, 24},
-	5: {8, 16, 32, 32},
-	6: {8, 16, 128, 128},
+	2: {4, 4, 8, 4, ngFast},
+	3: {4, 6, 16, 6, ngMedium},
+	4: {4, 12, 32, 24, ngMedium},
+	5: {8, 16, 32, 32, ngMedium},
+	6: {8, 16, 128, 128, ngMedium},
+	7: {8, 32, 128, 256, ngSlow},
+	8: {32, 128, 258, 1024, ngSlow},
 }
 
 // ngMatch is deflate_medium's struct match, in absolute plain positions.
@@ -53,6 +63,13 @@ type ngMatcher struct {
 
 	next      ngMatch
 	nextValid bool
+	resumeAt  int // after steering: the position whose own chain entry is not its match
+
+	// deflate_slow's lazy evaluation state and zlib-ng's s->match_start
+	prevLength     int
+	matchAvailable bool
+	matchStart     int
+	strstart       int // deflate_slow's position (one past the pending literal or match)
 	// the prediction made at pos, its token and the match it came from
 	predPos  int
 	predOK   bool
@@ -64,7 +81,7 @@ type ngMatcher struct {
 func newNGMatcher(level, wbits int, data []byte) *ngMatcher {
 	w := 1 << wbits
 	return &ngMatcher{level: level, cfg: ngLevels[level], data: data, wsize: w, wmask: w - 1,
-		maxDist: w - ngMinLookahead, head: make([]int32, 1<<ngHashBits), prev: make([]int32, w), predPos: -1}
+		maxDist: w - ngMinLookahead, head: make([]int32, 1<<ngHashBits), prev: make([]int32, w), predPos: -1, resumeAt: -1}
 }
 
 func (m *ngMatcher) hash(p int) int {
@@ -79,10 +96,17 @@ func (m *ngMatcher) hash(p int) int {
 	return int((v * 2654435761) >> (32 - ngHashBits))
 }
 
-// quickInsert is quick_insert_string: it returns the previous head of p's chain.
+// quickInsert is quick_insert_string: it returns the previous head of p's chain. At the
+// position steering resumed at, already inserted, it returns the entry before it.
 func (m *ngMatcher) quickInsert(p int) int {
 	h := m.hash(p)
 	hd := int(m.head[h])
+	if p == m.resumeAt {
+		m.resumeAt = -1
+		if hd == p {
+			return int(m.prev[p&m.wmask])
+		}
+	}
 	if hd != p {
 		m.prev[p&m.wmask] = int32(hd)
 		m.head[h] = int32(p)
@@ -136,6 +160,9 @@ func (m *ngMatcher) eq(a, b, n int) bool {
 // the best length (2 when nothing of 3 or more was found) and its match start.
 func (m *ngMatcher) longest(p, cur, lookahead int) (int, int) {
 	best, start := minMatch-1, 0
+	if m.prevLength > 0 {
+		best = m.prevLength
+	}
 	offset, width := 0, 0
 	setOffset := func() {
 		offset, width = best-1, 2
@@ -172,6 +199,7 @@ func (m *ngMatcher) longest(p, cur, lookahead int) (int, int) {
 		}
 		if l > best {
 			start = cur
+			m.matchStart = cur
 			if l > lookahead {
 				return lookahead, start
 			}
@@ -301,6 +329,16 @@ func (m *ngMatcher) predict(p int) token {
 	if m.predOK && m.predPos == p {
 		return m.predTok
 	}
+	switch m.cfg.strategy {
+	case ngFast:
+		t := m.iterateFast(p)
+		m.predPos, m.predOK, m.predTok = p, true, t
+		return t
+	case ngSlow:
+		t := m.iterateSlow(p)
+		m.predPos, m.predOK, m.predTok = p, true, t
+		return t
+	}
 	for {
 		c := m.iterate(p)
 		if c.length == 0 {
@@ -323,15 +361,91 @@ func (m *ngMatcher) accept(p int, t token) {
 		return
 	}
 	m.predOK = false
-	// Steer: zlib-ng wrote something else here; drop the next match and put the strings of
-	// the stream's match into the chains.
+	// Steer: zlib-ng wrote something else here; drop the next match (the lazy state), put
+	// the strings of the stream's match into the chains and carry on after it.
 	m.nextValid = false
-	if t.isMatch() {
-		l := int(t.length)
-		if m.filled-p > l+ngMinMatch {
-			for q := max(p+1, m.insHi); q < p+l; q++ {
-				m.quickInsert(q)
+	m.prevLength, m.matchAvailable = 0, false
+	l := max(1, int(t.length))
+	if t.isMatch() && m.filled-p > l+ngMinMatch {
+		for q := max(p+1, m.insHi); q < p+l; q++ {
+			m.quickInsert(q)
+		}
+	}
+	m.strstart = p + l
+	if m.insHi > p+l {
+		m.resumeAt = p + l
+	}
+}
+
+// iterateFast is one turn of deflate_fast's loop at p (level 2): a match of 4 or more from
+// the chain's head, else a literal; short matches' strings go into the chains.
+func (m *ngMatcher) iterateFast(p int) token {
+	if m.filled-p < ngMinLookahead {
+		m.fill(p)
+	}
+	lookahead := m.filled - p
+	l := 0
+	if lookahead >= ngMinMatch {
+		hh := m.quickInsert(p)
+		if d := p - hh; m.valid(hh) && d > 0 && d <= m.maxDist {
+			l, _ = m.longest(p, hh, lookahead)
+		}
+	}
+	if l < ngMinMatch {
+		return token{}
+	}
+	t := token{length: uint16(l), dist: uint16(p - m.matchStart)}
+	if l <= m.cfg.lazy && lookahead-l >= ngMinMatch {
+		m.insert(p+1, l-1)
+	} else {
+		m.quickInsert(p + l - 1)
+	}
+	return t
+}
+
+// iterateSlow runs deflate_slow's loop (levels 7 and 8) until it writes the token at p:
+// lazy evaluation, a match at the previous position written when the one here is no longer.
+func (m *ngMatcher) iterateSlow(p int) token {
+	if m.strstart != p+1 || !m.matchAvailable {
+		// a fresh start at p (the beginning, or after a token the model did not predict)
+		m.strstart, m.prevLength, m.matchAvailable = p, 0, false
+	}
+	for {
+		ss := m.strstart
+		if m.filled-ss < ngMinLookahead {
+			if ss-m.base >= m.wsize+m.maxDist && m.matchStart-m.base < m.wsize {
+				m.prevLength = 0 // fill_window drops a match that the slide takes away
 			}
+			m.fill(ss)
+		}
+		lookahead := m.filled - ss
+		hh := 0
+		if lookahead >= ngMinMatch {
+			hh = m.quickInsert(ss)
+		}
+		prevMatch := m.matchStart
+		ml := minMatch - 1
+		if d := ss - hh; d <= m.maxDist && d > 0 && m.prevLength < m.cfg.lazy && m.valid(hh) {
+			ml, _ = m.longest(ss, hh, lookahead)
+		}
+		switch {
+		case m.prevLength >= minMatch && ml <= m.prevLength:
+			pl := m.prevLength
+			t := token{length: uint16(pl), dist: uint16(ss - 1 - prevMatch)}
+			maxInsert := ss + lookahead - minMatch
+			if maxInsert > ss {
+				m.insert(ss+1, min(pl-2, maxInsert-ss))
+			}
+			m.prevLength, m.matchAvailable = 0, false
+			m.strstart = ss + pl - 1
+			return t
+		case m.matchAvailable:
+			m.prevLength = ml
+			m.strstart = ss + 1
+			return token{}
+		default:
+			m.prevLength, m.matchAvailable = ml, true
+			m.strstart = ss + 1
 		}
 	}
 }
