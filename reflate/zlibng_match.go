@@ -28,12 +28,14 @@ type ngConfig struct {
 }
 
 const (
-	ngFast = iota
+	ngQuick = iota
+	ngFast
 	ngMedium
 	ngSlow
 )
 
 var ngLevels = [10]ngConfig{
+	1: {0, 0, 0, 0, ngQuick},
 	2: {4, 4, 8, 4, ngFast},
 	3: {4, 6, 16, 6, ngMedium},
 	4: {4, 12, 32, 24, ngMedium},
@@ -330,6 +332,10 @@ func (m *ngMatcher) predict(p int) token {
 		return m.predTok
 	}
 	switch m.cfg.strategy {
+	case ngQuick:
+		t := m.iterateQuick(p)
+		m.predPos, m.predOK, m.predTok = p, true, t
+		return t
 	case ngFast:
 		t := m.iterateFast(p)
 		m.predPos, m.predOK, m.predTok = p, true, t
@@ -375,6 +381,33 @@ func (m *ngMatcher) accept(p int, t token) {
 	if m.insHi > p+l {
 		m.resumeAt = p + l
 	}
+}
+
+// iterateQuick is one turn of deflate_quick's loop at p (level 1): the chain's head only,
+// compared whatever its distance within MAX_DIST (an empty head is window[0]), no strings of
+// a match inserted.
+func (m *ngMatcher) iterateQuick(p int) token {
+	if m.filled-p < ngMinLookahead {
+		m.fill(p)
+	}
+	lookahead := m.filled - p
+	if lookahead < ngMinMatch {
+		return token{}
+	}
+	hh := m.quickInsert(p)
+	if !m.valid(hh) {
+		hh = m.base
+	}
+	if d := p - hh; d > 0 && d <= m.maxDist {
+		l := 0
+		for p+l < len(m.data) && l < maxMatch && m.data[hh+l] == m.data[p+l] {
+			l++
+		}
+		if l >= ngMinMatch {
+			return token{length: uint16(min(l, lookahead)), dist: uint16(d)}
+		}
+	}
+	return token{}
 }
 
 // iterateFast is one turn of deflate_fast's loop at p (level 2): a match of 4 or more from
