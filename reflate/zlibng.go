@@ -9,7 +9,7 @@ import (
 	"io"
 )
 
-// Method 2: the zlib-ng model (zlibng_match.go). Its level byte is the level (1-8) in bits
+// Method 2: the zlib-ng model (zlibng_match.go). Its level byte is the level (1-9) in bits
 // 0-3 and windowBits-8 in bits 4-7 (qemu's qcow2 clusters use 12, everything else 15). The
 // body is coded like method 1's (a byte 0 as is, 1 deflated) and holds three sections, each a
 // length and its bytes:
@@ -24,18 +24,21 @@ const methodZlibNG = 2
 // ngTrials are the parameter sets tried, most likely first: qemu's VMDK grains and
 // everything through compress(), then qemu's qcow2 clusters.
 var ngTrials = []struct{ level, wbits int }{
-	{6, 15}, {6, 12}, {5, 15}, {4, 15}, {3, 15}, {7, 15}, {8, 15}, {2, 15},
-	{1, 15}, {5, 12}, {4, 12}, {3, 12}, {7, 12}, {8, 12}, {2, 12}, {1, 12},
+	{6, 15}, {6, 12}, {9, 15}, {5, 15}, {4, 15}, {3, 15}, {7, 15}, {8, 15}, {2, 15},
+	{1, 15}, {5, 12}, {4, 12}, {3, 12}, {7, 12}, {8, 12}, {9, 12}, {2, 12}, {1, 12},
 }
 
 // splitZlibNG returns reconstruction data for s by the zlib-ng model when it is smaller than
 // limit bytes, else nil. comp is the stream's bytes.
 func splitZlibNG(s *stream, comp []byte, limit int) []byte {
-	if s.maxDist > 1<<15 {
+	// A stream the zlib model already predicts (a header and a few bytes per block) or one
+	// with distances beyond any window is not zlib-ng's to take.
+	if limit <= 48+2*len(s.blocks) || s.maxDist > 1<<15 {
 		return nil
 	}
 	const sample = 256 << 10
-	best, bestN := -1, len(s.tokens)/50+1 // worth trying only below 2% of the tokens
+	// worth trying only below 2% of the tokens; the cap bounds the work of each trial
+	best, bestN := -1, min(len(s.tokens)/50+1, sample/50)
 	for i, tr := range ngTrials {
 		if s.maxDist > 1<<tr.wbits {
 			continue
@@ -182,7 +185,7 @@ func encodeNGBody(s *stream, cs []correction) []byte {
 // rebuildZlibNG is Rebuild for method 2.
 func rebuildZlibNG(plain, body []byte, param byte, n int) ([]byte, error) {
 	level, wbits := int(param&15), int(param>>4)+8
-	if level < 1 || level > 8 || wbits < 9 || wbits > 15 {
+	if level < 1 || level > 9 || wbits < 9 || wbits > 15 {
 		return nil, fmt.Errorf("%w: zlib-ng level %d, window bits %d", ErrCorrupt, level, wbits)
 	}
 	if len(body) == 0 {

@@ -43,7 +43,16 @@ var ngLevels = [10]ngConfig{
 	6: {8, 16, 128, 128, ngMedium},
 	7: {8, 32, 128, 256, ngSlow},
 	8: {32, 128, 258, 1024, ngSlow},
+	9: {32, 258, 258, 4096, ngSlow},
 }
+
+// Level 9 (max_chain above 1024) hashes differently: zlib's rolling 3-byte hash over 15 bits,
+// kept across insertions, and longest_match_slow, which also walks the chains of the
+// match's later strings.
+const (
+	ngRollShift = 5
+	ngRollMask  = 1<<15 - 1
+)
 
 // ngMatch is deflate_medium's struct match, in absolute plain positions.
 type ngMatch struct {
@@ -72,6 +81,9 @@ type ngMatcher struct {
 	matchAvailable bool
 	matchStart     int
 	strstart       int // deflate_slow's position (one past the pending literal or match)
+
+	roll bool   // level 9: rolling hash and longest_match_slow
+	insH uint32 // the rolling hash (s->ins_h)
 	// the prediction made at pos, its token and the match it came from
 	predPos  int
 	predOK   bool
@@ -83,7 +95,21 @@ type ngMatcher struct {
 func newNGMatcher(level, wbits int, data []byte) *ngMatcher {
 	w := 1 << wbits
 	return &ngMatcher{level: level, cfg: ngLevels[level], data: data, wsize: w, wmask: w - 1,
-		maxDist: w - ngMinLookahead, head: make([]int32, 1<<ngHashBits), prev: make([]int32, w), predPos: -1, resumeAt: -1}
+		maxDist: w - ngMinLookahead, head: make([]int32, 1<<ngHashBits), prev: make([]int32, w), predPos: -1, resumeAt: -1,
+		roll: ngLevels[level].chain > 1024}
+}
+
+// roll3 is the rolling hash of the 3 bytes at p, as longest_match_slow computes it from 0.
+func (m *ngMatcher) roll3(p int) int {
+	h := uint32(m.at(p))
+	h = (h<<ngRollShift ^ uint32(m.at(p+1))) & ngRollMask
+	return int((h<<ngRollShift ^ uint32(m.at(p+2))) & ngRollMask)
+}
+
+// ent reads a chain entry as zlib-ng's window offsets compare: entries at or below the
+// window start are its 0.
+func (m *ngMatcher) ent(x int32) int {
+	return max(int(x), m.base)
 }
 
 func (m *ngMatcher) hash(p int) int {
@@ -101,7 +127,13 @@ func (m *ngMatcher) hash(p int) int {
 // quickInsert is quick_insert_string: it returns the previous head of p's chain. At the
 // position steering resumed at, already inserted, it returns the entry before it.
 func (m *ngMatcher) quickInsert(p int) int {
-	h := m.hash(p)
+	var h int
+	if m.roll {
+		m.insH = (m.insH<<ngRollShift ^ uint32(m.at(p+2))) & ngRollMask
+		h = int(m.insH)
+	} else {
+		h = m.hash(p)
+	}
 	hd := int(m.head[h])
 	if p == m.resumeAt {
 		m.resumeAt = -1
@@ -133,8 +165,12 @@ func (m *ngMatcher) fill(p int) {
 		return
 	}
 	m.filled = min(len(m.data), m.base+2*m.wsize)
-	if m.filled-p >= minMatch && p-m.base >= 1 {
-		m.quickInsert(p - 1)
+	if m.filled-p >= minMatch {
+		if m.roll {
+			m.insH = (uint32(m.at(p))<<ngRollShift ^ uint32(m.at(p+1))) & ngRollMask
+		} else if p-m.base >= 1 {
+			m.quickInsert(p - 1)
+		}
 	}
 }
 
@@ -459,7 +495,11 @@ func (m *ngMatcher) iterateSlow(p int) token {
 		prevMatch := m.matchStart
 		ml := minMatch - 1
 		if d := ss - hh; d <= m.maxDist && d > 0 && m.prevLength < m.cfg.lazy && m.valid(hh) {
-			ml, _ = m.longest(ss, hh, lookahead)
+			if m.roll {
+				ml = m.longestSlow(ss, hh, lookahead)
+			} else {
+				ml, _ = m.longest(ss, hh, lookahead)
+			}
 		}
 		switch {
 		case m.prevLength >= minMatch && ml <= m.prevLength:
@@ -481,4 +521,107 @@ func (m *ngMatcher) iterateSlow(p int) token {
 			m.strstart = ss + 1
 		}
 	}
+}
+
+// longestSlow is longest_match_slow (level 9): it starts from the most distant of the chains
+// of the strings inside the lazy match already found, and after each better match jumps to
+// the most distant chain among the match's strings (or of its last 3 bytes).
+func (m *ngMatcher) longestSlow(p, cur, lookahead int) int {
+	best := minMatch - 1
+	if m.prevLength > 0 {
+		best = m.prevLength
+	}
+	offset, width := 0, 0
+	setOffset := func() {
+		offset, width = best-1, 2
+		if best >= 8 {
+			offset, width = best-7, 8
+		} else if best >= 4 {
+			offset, width = best-3, 4
+		}
+	}
+	setOffset()
+	chain := m.cfg.chain
+	if best >= m.cfg.good {
+		chain >>= 2
+	}
+	limitBase := m.base + max(0, p-m.base-m.maxDist)
+	limit := limitBase
+	mo := 0 // match_offset: cur is a chain entry of the string at p+mo
+	brk := func() int { return min(best, lookahead) }
+	if best >= minMatch {
+		for i := 3; i <= best; i++ {
+			if pos := m.ent(m.head[m.roll3(p+i-2)]); pos < cur {
+				mo, cur = i-2, pos
+			}
+		}
+		limit = limitBase + mo
+		if cur <= limit {
+			return brk()
+		}
+	}
+	for {
+		if cur >= p {
+			break
+		}
+		c := cur - mo
+		for !(m.eq(c+offset, p+offset, width) && m.eq(c, p, width)) {
+			chain--
+			if chain == 0 {
+				return best
+			}
+			if cur = m.ent(m.prev[cur&m.wmask]); cur <= limit {
+				return best
+			}
+			c = cur - mo
+		}
+		l := 2
+		end := min(len(m.data), p+maxMatch)
+		for p+l < end && m.data[c+l] == m.data[p+l] {
+			l++
+		}
+		if l > best {
+			ms := c
+			m.matchStart = ms
+			if l > lookahead {
+				return lookahead
+			}
+			best = l
+			if best >= m.cfg.nice {
+				return best
+			}
+			setOffset()
+			if l > minMatch && ms+l < p {
+				cur = ms
+				mo = 0
+				next := cur
+				for i := 0; i <= l-minMatch; i++ {
+					if pos := m.ent(m.prev[(cur+i)&m.wmask]); pos < next {
+						if pos <= limitBase+i {
+							return brk()
+						}
+						next, mo = pos, i
+					}
+				}
+				cur = next
+				if pos := m.ent(m.head[m.roll3(p+l-(minMatch+1))]); pos < cur {
+					mo = l - (minMatch + 1)
+					if pos <= limitBase+mo {
+						return brk()
+					}
+					cur = pos
+				}
+				limit = limitBase + mo
+				continue
+			}
+		}
+		chain--
+		if chain == 0 {
+			return best
+		}
+		if cur = m.ent(m.prev[cur&m.wmask]); cur <= limit {
+			return best
+		}
+	}
+	return best
 }
