@@ -116,7 +116,7 @@ func (m *ngMatcher) hash(p int) int {
 	var v uint32
 	if p+4 <= len(m.data) {
 		v = binary.LittleEndian.Uint32(m.data[p:])
-	} else {
+	} else if p < len(m.data) {
 		var b [4]byte
 		copy(b[:], m.data[p:])
 		v = binary.LittleEndian.Uint32(b[:])
@@ -232,7 +232,7 @@ func (m *ngMatcher) longest(p, cur, lookahead int) (int, int) {
 			}
 		}
 		l := 2
-		for p+l < end && m.data[cur+l] == m.data[p+l] {
+		for p+l < end && cur+l < len(m.data) && m.data[cur+l] == m.data[p+l] {
 			l++
 		}
 		if l > best {
@@ -362,8 +362,18 @@ func (m *ngMatcher) iterate(p int) ngMatch {
 	return cur
 }
 
-// predict returns the token zlib-ng writes at p.
+// predict returns the token zlib-ng writes at p, a literal where the model's match would
+// not be a valid one (chain entries can point forward after steering or ring overwrites).
 func (m *ngMatcher) predict(p int) token {
+	t := m.predict1(p)
+	if t.isMatch() && (t.dist == 0 || int(t.dist) > p || int(t.dist) > wSize || p+int(t.length) > len(m.data) || t.length < minMatch) {
+		t = token{}
+		m.predTok = t
+	}
+	return t
+}
+
+func (m *ngMatcher) predict1(p int) token {
 	if m.predOK && m.predPos == p {
 		return m.predTok
 	}
@@ -463,6 +473,9 @@ func (m *ngMatcher) iterateFast(p int) token {
 	if l < ngMinMatch {
 		return token{}
 	}
+	if m.matchStart >= p {
+		return token{}
+	}
 	t := token{length: uint16(l), dist: uint16(p - m.matchStart)}
 	if l <= m.cfg.lazy && lookahead-l >= ngMinMatch {
 		m.insert(p+1, l-1)
@@ -504,7 +517,7 @@ func (m *ngMatcher) iterateSlow(p int) token {
 		switch {
 		case m.prevLength >= minMatch && ml <= m.prevLength:
 			pl := m.prevLength
-			t := token{length: uint16(pl), dist: uint16(ss - 1 - prevMatch)}
+			t := token{length: uint16(pl), dist: uint16(max(0, ss-1-prevMatch))}
 			maxInsert := ss + lookahead - minMatch
 			if maxInsert > ss {
 				m.insert(ss+1, min(pl-2, maxInsert-ss))
@@ -577,7 +590,7 @@ func (m *ngMatcher) longestSlow(p, cur, lookahead int) int {
 		}
 		l := 2
 		end := min(len(m.data), p+maxMatch)
-		for p+l < end && m.data[c+l] == m.data[p+l] {
+		for p+l < end && c+l < len(m.data) && m.data[c+l] == m.data[p+l] {
 			l++
 		}
 		if l > best {

@@ -1,0 +1,219 @@
+package reflate
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// The testdata/zlibng*.deflate streams were made by zlib-ng 2.2.2's compat library
+// (scripts/build-zlib-ng.sh) through Python's zlib module:
+//
+//	compressobj(level, DEFLATED, -wbits, memLevel): c.compress(data) + c.flush()
+//
+// zlibng6-text: level 6, windowBits -15, memLevel 8 over 70,000 bytes of the GPL-3, Apache-2.0
+// and GPL-2 texts (the window slides); zlibngL-wW: level L, windowBits -W (memLevel 9 for 12,
+// as qemu's qcow2 clusters) over 8,000 bytes of the GPL-3 and 6,000 of /usr/bin/gzip.
+
+// ngFileParams reads the level and window bits from a testdata file name.
+func ngFileParams(t *testing.T, name string) (level, wbits int) {
+	base := strings.TrimSuffix(filepath.Base(name), ".deflate")
+	level, _ = strconv.Atoi(base[len("zlibng") : len("zlibng")+1])
+	wbits = 15
+	if i := strings.Index(base, "-w"); i >= 0 {
+		wbits, _ = strconv.Atoi(base[i+2:])
+	}
+	if level == 0 {
+		t.Fatalf("%s: no level in the name", name)
+	}
+	return level, wbits
+}
+
+// methodLevel returns the method and level bytes of reconstruction data.
+func methodLevel(t testing.TB, recon []byte) (byte, byte) {
+	r := &reader{b: recon[len(magic)+1:]}
+	r.uvarint(1 << 40)
+	r.bytes(4)
+	r.uvarint(1 << 40)
+	m, l := r.byte(), r.byte()
+	if r.err != nil {
+		t.Fatal("short reconstruction data")
+	}
+	return m, l
+}
+
+// TestZlibNGTestdata: zlib-ng's streams at levels 1-9 and window bits 15 and 12 are predicted
+// token for token by the zlib-ng model with their own parameters, and Split picks it.
+func TestZlibNGTestdata(t *testing.T) {
+	files, _ := filepath.Glob("testdata/zlibng*.deflate")
+	if len(files) < 7 {
+		t.Fatalf("%d zlib-ng streams in testdata", len(files))
+	}
+	for _, f := range files {
+		comp, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		level, wbits := ngFileParams(t, f)
+		s, err := parse(comp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs, ok := ngCorrections(s, level, wbits, len(s.plain)+1, len(s.tokens))
+		if !ok || len(cs) > 0 {
+			t.Errorf("%s: %d corrections of %d tokens at level %d, window bits %d", f, len(cs), len(s.tokens), level, wbits)
+		}
+		plain, recon, n, err := Split(comp)
+		if err != nil || n != len(comp) {
+			t.Fatalf("%s: split: %v", f, err)
+		}
+		if m, l := methodLevel(t, recon); m != methodZlibNG || int(l&15) != level || int(l>>4)+8 != wbits {
+			t.Errorf("%s: method %d, level byte %#x", f, m, l)
+		}
+		if len(recon) > 64 {
+			t.Errorf("%s: %d bytes of reconstruction data", f, len(recon))
+		}
+		if out, err := Rebuild(plain, recon); err != nil || !bytes.Equal(out, comp) {
+			t.Fatalf("%s: rebuild: %v", f, err)
+		}
+	}
+}
+
+// ngForced is reconstruction data by the zlib-ng model at level and wbits whatever its cost,
+// so that streams of other producers exercise the corrections.
+func ngForced(t testing.TB, comp []byte, level, wbits int) (plain, recon []byte) {
+	s, err := parse(comp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, ok := ngCorrections(s, level, wbits, len(s.plain)+1, len(s.tokens))
+	if !ok {
+		t.Fatal("model failed")
+	}
+	body := encodeNGBody(s, cs)
+	recon = appendHeader(nil, comp[:s.nbytes], len(s.plain), methodZlibNG, byte(level|(wbits-8)<<4))
+	recon = append(appendUvarint(recon, len(body)), body...)
+	return s.plain, recon
+}
+
+func appendUvarint(b []byte, v int) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
+}
+
+// TestZlibNGForced: streams the model does not predict (zlib 1.2.13, gzip, Go, stored blocks,
+// empty and 1-byte input) rebuild exactly through method 2 at every level, from their
+// corrections.
+func TestZlibNGForced(t *testing.T) {
+	in := inputs(t)
+	for _, name := range []string{"text", "binary", "mixed", "zeros", "random", "tiny", "1byte", "empty"} {
+		data := in[name]
+		if len(data) > 120<<10 {
+			data = data[:120<<10]
+		}
+		streams := map[string][]byte{"zlib6": pyZlib(t, data, 6), "gzip9": gzipRaw(t, data, 9)}
+		streams["goflate1"], _ = goFlate(data, 1)
+		streams["stored"], _ = goFlate(data, 0)
+		for sn, comp := range streams {
+			for level := 1; level <= 9; level++ {
+				for _, wbits := range []int{15, 12} {
+					plain, recon := ngForced(t, comp, level, wbits)
+					out, err := Rebuild(plain, recon)
+					if err != nil || !bytes.Equal(out, comp) {
+						t.Fatalf("%s %s level %d wbits %d: rebuild: %v", name, sn, level, wbits, err)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestZlibNGDamage: damaged method 2 reconstruction data or plain data gives an error.
+func TestZlibNGDamage(t *testing.T) {
+	comp, err := os.ReadFile("testdata/zlibng6-w12.deflate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, recon0 := ngForced(t, pyZlib(t, inputs(t)["text"][:20000], 6), 6, 15) // many corrections
+	plain, recon1, _, err := Split(comp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, recon := range [][]byte{recon0, recon1} {
+		p := plain
+		if k == 0 {
+			p = inputs(t)["text"][:20000]
+		}
+		for i := range recon {
+			for _, x := range []byte{1, 0x80, 0xff} {
+				d := bytes.Clone(recon)
+				d[i] ^= x
+				if out, err := Rebuild(p, d); err == nil && !bytes.Equal(out, mustRebuild(t, p, recon)) {
+					t.Fatalf("recon %d: byte %d ^ %#x: a wrong stream without an error", k, i, x)
+				}
+			}
+		}
+		d := bytes.Clone(p)
+		d[len(d)/2] ^= 1
+		if _, err := Rebuild(d, recon); err == nil {
+			t.Fatalf("recon %d: damaged plain data rebuilt without an error", k)
+		}
+	}
+}
+
+func mustRebuild(t *testing.T, plain, recon []byte) []byte {
+	out, err := Rebuild(plain, recon)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestZlibNGProducer: with the zlib-ng library built (scripts/build-zlib-ng.sh), its streams
+// of every level and both of qemu's parameter sets, over the test inputs whole and in 64 KiB
+// pieces, split and rebuild with little reconstruction data.
+func TestZlibNGProducer(t *testing.T) {
+	lib := zlibNGLib()
+	if lib == "" {
+		t.Skip("zlib-ng compat library not built (scripts/build-zlib-ng.sh); testdata covers the model")
+	}
+	in := inputs(t)
+	for _, name := range []string{"text", "binary", "mixed", "zeros", "random", "tiny", "1byte", "empty"} {
+		for level := 1; level <= 9; level++ {
+			if name != "text" && name != "binary" && level%4 != 1 {
+				continue // levels 1, 5 and 9 for the special inputs: each run starts Python
+			}
+			for _, par := range [][3]int{{-15, 8, 0}, {-12, 9, 0}, {-15, 8, 64 << 10}} {
+				comp, recon := 0, 0
+				var plains []byte
+				for _, s := range pyZlibNG(t, lib, in[name], level, par[0], par[1], par[2]) {
+					plain, r, n, err := Split(s)
+					if err != nil || n != len(s) {
+						t.Fatalf("%s level %d %v: split: %v", name, level, par, err)
+					}
+					if out, err := Rebuild(plain, r); err != nil || !bytes.Equal(out, s) {
+						t.Fatalf("%s level %d %v: rebuild: %v", name, level, par, err)
+					}
+					plains = append(plains, plain...)
+					recon += len(r)
+					comp += len(s)
+				}
+				if !bytes.Equal(plains, in[name]) {
+					t.Fatalf("%s level %d %v: plain data differs", name, level, par)
+				}
+				// random data is stored; the others must cost a header and a few bytes a block
+				if name == "text" || name == "binary" || name == "mixed" {
+					if share := float64(recon) / float64(comp); share > 0.005 {
+						t.Errorf("%s level %d %v: reconstruction data %.2f%% of %d bytes", name, level, par, 100*share, comp)
+					}
+				}
+			}
+		}
+	}
+}
