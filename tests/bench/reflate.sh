@@ -5,13 +5,15 @@
 # over gzip -9's time to make the stream (target <= 1.5x).
 #   tests/bench/reflate.sh [FILE,FILE...]
 # Inputs default to 4 MiB of /usr/include/linux (text) and 4 MiB of libc.so.6 + skopeo (binary).
-# Needs python3 (system zlib), gzip, pigz, zip, busybox and libdeflate-tools.
+# Needs python3 (system zlib), gzip, pigz, zip, busybox and libdeflate-tools; the zlib-ng
+# producers (BenchmarkZlibNG) also need zlib-ng's compat library (scripts/build-zlib-ng.sh),
+# else they are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="$PATH:/usr/local/go/bin"
 [ -n "${1:-}" ] && export REFLATE_BENCH_INPUT="$1"
-go test -run '^$' -bench Producers -benchtime 1x -timeout 60m ./reflate | awk '
-  /^BenchmarkProducers\// {
+go test -run '^$' -bench 'Producers|ZlibNG' -benchtime 1x -timeout 60m ./reflate | awk '
+  /^Benchmark(Producers|ZlibNG)\// {
     split($1, n, "/"); sub(/-[0-9]+$/, "", n[3])
     x = ""; for (i = 3; i < NF; i += 2) v[$(i+1)] = $i
     if ("x-gzip9" in v) x = sprintf("%.2fx", v["x-gzip9"])
