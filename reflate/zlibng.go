@@ -10,7 +10,8 @@ import (
 )
 
 // Method 2: the zlib-ng model (zlibng_match.go). Its level byte is the level (1-9) in bits
-// 0-3 and windowBits-8 in bits 4-7 (qemu's qcow2 clusters use 12, everything else 15). The
+// 0-3, windowBits-8 in bits 4-6 (qemu's qcow2 clusters use 12, everything else 15) and in bit
+// 7 the insertion cap of deflate_medium in releases after 2.2.2. The
 // body is coded like method 1's (a byte 0 as is, 1 deflated) and holds three sections, each a
 // length and its bytes:
 //
@@ -23,9 +24,24 @@ const methodZlibNG = 2
 
 // ngTrials are the parameter sets tried, most likely first: qemu's VMDK grains and
 // everything through compress(), then qemu's qcow2 clusters.
-var ngTrials = []struct{ level, wbits int }{
-	{6, 15}, {6, 12}, {9, 15}, {5, 15}, {4, 15}, {3, 15}, {7, 15}, {8, 15}, {2, 15},
-	{1, 15}, {5, 12}, {4, 12}, {3, 12}, {7, 12}, {8, 12}, {9, 12}, {2, 12}, {1, 12},
+var ngTrials = []struct {
+	level, wbits int
+	capInsert    bool
+}{
+	{6, 15, false}, {6, 12, false}, {6, 15, true}, {6, 12, true}, {9, 15, false}, {5, 15, false},
+	{4, 15, false}, {3, 15, false}, {7, 15, false}, {8, 15, false}, {2, 15, false}, {1, 15, false},
+	{5, 12, false}, {4, 12, false}, {3, 12, false}, {7, 12, false}, {8, 12, false}, {9, 12, false},
+	{2, 12, false}, {1, 12, false}, {5, 15, true}, {4, 15, true}, {3, 15, true}, {5, 12, true},
+	{4, 12, true}, {3, 12, true},
+}
+
+// ngParam is the level byte of method 2.
+func ngParam(level, wbits int, capInsert bool) byte {
+	b := byte(level | (wbits-8)<<4)
+	if capInsert {
+		b |= 0x80
+	}
+	return b
 }
 
 // splitZlibNG returns reconstruction data for s by the zlib-ng model when it is smaller than
@@ -43,7 +59,7 @@ func splitZlibNG(s *stream, comp []byte, limit int) []byte {
 		if s.maxDist > 1<<tr.wbits {
 			continue
 		}
-		cs, ok := ngCorrections(s, tr.level, tr.wbits, sample, bestN)
+		cs, ok := ngCorrections(s, ngParam(tr.level, tr.wbits, tr.capInsert), sample, bestN)
 		if ok && len(cs) < bestN {
 			best, bestN = i, len(cs)
 			if bestN == 0 {
@@ -55,12 +71,13 @@ func splitZlibNG(s *stream, comp []byte, limit int) []byte {
 		return nil
 	}
 	tr := ngTrials[best]
-	cs, ok := ngCorrections(s, tr.level, tr.wbits, len(s.plain)+1, len(s.tokens))
+	param := ngParam(tr.level, tr.wbits, tr.capInsert)
+	cs, ok := ngCorrections(s, param, len(s.plain)+1, len(s.tokens))
 	if !ok {
 		return nil
 	}
 	body := encodeNGBody(s, cs)
-	recon := appendHeader(nil, comp, len(s.plain), methodZlibNG, byte(tr.level|(tr.wbits-8)<<4))
+	recon := appendHeader(nil, comp, len(s.plain), methodZlibNG, param)
 	recon = binary.AppendUvarint(recon, uint64(len(body)))
 	recon = append(recon, body...)
 	if len(recon) >= limit {
@@ -72,8 +89,9 @@ func splitZlibNG(s *stream, comp []byte, limit int) []byte {
 // runNG walks the blocks' tokens with a zlib-ng matcher; next gets each prediction and
 // returns the stream's token. Stored blocks reset nothing in zlib-ng's medium strategy's
 // chains (it does not write them mid-stream), so they are only skipped.
-func runNG(level, wbits int, plain []byte, blocks []block, next func(i, p int, pred token, m *ngMatcher) (token, error)) error {
-	m := newNGMatcher(level, wbits, plain)
+func runNG(param byte, plain []byte, blocks []block, next func(i, p int, pred token, m *ngMatcher) (token, error)) error {
+	m := newNGMatcher(int(param&15), int(param>>4&7)+8, plain)
+	m.capInsert = param&0x80 != 0
 	p := 0
 	for bi := range blocks {
 		b := &blocks[bi]
@@ -103,8 +121,8 @@ func runNG(level, wbits int, plain []byte, blocks []block, next func(i, p int, p
 
 // ngCorrections lists where the stream's tokens differ from the zlib-ng model's, stopping
 // once plain position limit is passed or more than maxCount are found (then ok is false).
-func ngCorrections(s *stream, level, wbits, limit, maxCount int) (cs []correction, ok bool) {
-	err := runNG(level, wbits, s.plain, s.blocks, func(i, p int, pred token, _ *ngMatcher) (token, error) {
+func ngCorrections(s *stream, param byte, limit, maxCount int) (cs []correction, ok bool) {
+	err := runNG(param, s.plain, s.blocks, func(i, p int, pred token, _ *ngMatcher) (token, error) {
 		t := s.tokens[i]
 		if t != pred {
 			cs = append(cs, correction{index: i, tok: t, rank: -1})
@@ -184,8 +202,8 @@ func encodeNGBody(s *stream, cs []correction) []byte {
 
 // rebuildZlibNG is Rebuild for method 2.
 func rebuildZlibNG(plain, body []byte, param byte, n int) ([]byte, error) {
-	level, wbits := int(param&15), int(param>>4)+8
-	if level < 1 || level > 9 || wbits < 9 || wbits > 15 {
+	level, wbits := int(param&15), int(param>>4&7)+8
+	if level < 1 || level > 9 || wbits < 9 || wbits > 15 || (param&0x80 != 0 && ngLevels[level].strategy != ngMedium) {
 		return nil, fmt.Errorf("%w: zlib-ng level %d, window bits %d", ErrCorrupt, level, wbits)
 	}
 	if len(body) == 0 {
@@ -249,7 +267,7 @@ func rebuildZlibNG(plain, body []byte, param byte, n int) ([]byte, error) {
 	}
 	s.tokens = make([]token, ntok)
 	ci := 0
-	err = runNG(level, wbits, plain, s.blocks, func(i, p int, pred token, _ *ngMatcher) (token, error) {
+	err = runNG(param, plain, s.blocks, func(i, p int, pred token, _ *ngMatcher) (token, error) {
 		t := pred
 		if ci < len(cs) && cs[ci].index == i {
 			t = cs[ci].tok

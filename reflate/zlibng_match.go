@@ -82,8 +82,11 @@ type ngMatcher struct {
 	matchStart     int
 	strstart       int // deflate_slow's position (one past the pending literal or match)
 
-	roll bool   // level 9: rolling hash and longest_match_slow
-	insH uint32 // the rolling hash (s->ins_h)
+	roll bool // level 9: rolling hash and longest_match_slow
+	// capInsert: deflate_medium of later zlib-ng releases (the cap is not in 2.2.2) puts only
+	// the last string of a match longer than 16*max_lazy into the chains.
+	capInsert bool
+	insH      uint32 // the rolling hash (s->ins_h)
 	// the prediction made at pos, its token and the match it came from
 	predPos  int
 	predOK   bool
@@ -287,6 +290,10 @@ func (m *ngMatcher) insertMatch(c ngMatch, lookahead int) {
 				m.insert(s, c.orgstart-s+1)
 			}
 		}
+		return
+	}
+	if m.capInsert && c.length > 16*m.cfg.lazy {
+		m.quickInsert(c.strstart + c.length - 1)
 		return
 	}
 	if s >= c.orgstart {

@@ -62,7 +62,7 @@ func TestZlibNGTestdata(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cs, ok := ngCorrections(s, level, wbits, len(s.plain)+1, len(s.tokens))
+		cs, ok := ngCorrections(s, ngParam(level, wbits, false), len(s.plain)+1, len(s.tokens))
 		if !ok || len(cs) > 0 {
 			t.Errorf("%s: %d corrections of %d tokens at level %d, window bits %d", f, len(cs), len(s.tokens), level, wbits)
 		}
@@ -70,7 +70,7 @@ func TestZlibNGTestdata(t *testing.T) {
 		if err != nil || n != len(comp) {
 			t.Fatalf("%s: split: %v", f, err)
 		}
-		if m, l := methodLevel(t, recon); m != methodZlibNG || int(l&15) != level || int(l>>4)+8 != wbits {
+		if m, l := methodLevel(t, recon); m != methodZlibNG || l != ngParam(level, wbits, false) {
 			t.Errorf("%s: method %d, level byte %#x", f, m, l)
 		}
 		if len(recon) > 64 {
@@ -85,16 +85,20 @@ func TestZlibNGTestdata(t *testing.T) {
 // ngForced is reconstruction data by the zlib-ng model at level and wbits whatever its cost,
 // so that streams of other producers exercise the corrections.
 func ngForced(t testing.TB, comp []byte, level, wbits int) (plain, recon []byte) {
+	return ngForcedParam(t, comp, ngParam(level, wbits, false))
+}
+
+func ngForcedParam(t testing.TB, comp []byte, param byte) (plain, recon []byte) {
 	s, err := parse(comp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs, ok := ngCorrections(s, level, wbits, len(s.plain)+1, len(s.tokens))
+	cs, ok := ngCorrections(s, param, len(s.plain)+1, len(s.tokens))
 	if !ok {
 		t.Fatal("model failed")
 	}
 	body := encodeNGBody(s, cs)
-	recon = appendHeader(nil, comp[:s.nbytes], len(s.plain), methodZlibNG, byte(level|(wbits-8)<<4))
+	recon = appendHeader(nil, comp[:s.nbytes], len(s.plain), methodZlibNG, param)
 	recon = append(appendUvarint(recon, len(body)), body...)
 	return s.plain, recon
 }
@@ -123,10 +127,16 @@ func TestZlibNGForced(t *testing.T) {
 		for sn, comp := range streams {
 			for level := 1; level <= 9; level++ {
 				for _, wbits := range []int{15, 12} {
-					plain, recon := ngForced(t, comp, level, wbits)
-					out, err := Rebuild(plain, recon)
-					if err != nil || !bytes.Equal(out, comp) {
-						t.Fatalf("%s %s level %d wbits %d: rebuild: %v", name, sn, level, wbits, err)
+					caps := []bool{false}
+					if ngLevels[level].strategy == ngMedium {
+						caps = append(caps, true)
+					}
+					for _, c := range caps {
+						plain, recon := ngForcedParam(t, comp, ngParam(level, wbits, c))
+						out, err := Rebuild(plain, recon)
+						if err != nil || !bytes.Equal(out, comp) {
+							t.Fatalf("%s %s level %d wbits %d cap %v: rebuild: %v", name, sn, level, wbits, c, err)
+						}
 					}
 				}
 			}
