@@ -2,9 +2,11 @@ package reflate
 
 import "encoding/binary"
 
-// This file predicts tokens the way zlib-ng 2.2's deflate_medium (levels 3-6, deflate_medium.c)
-// chooses them; Fedora's zlib is zlib-ng, and qemu-img deflates VMDK grains and qcow2 clusters
-// at level 6. Its differences from zlib's deflate: a 16-bit multiplicative hash of 4 bytes,
+// This file predicts tokens the way zlib-ng 2.2.2 chooses them: deflate_quick (level 1),
+// deflate_fast (2), deflate_medium (3-6) and deflate_slow (7-9, level 9 with its rolling hash
+// and longest_match_slow). Fedora's zlib is zlib-ng, and qemu-img deflates VMDK grains and
+// qcow2 clusters at level 6. deflate_medium's differences from zlib's deflate: a 16-bit
+// multiplicative hash of 4 bytes,
 // matches of at least 4 bytes, a match at the position after the current match searched
 // before the current one is written, and "fizzle": when that next match extends backwards
 // over all but at most one byte of the current one, the next match takes its place. The
