@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -23,7 +24,11 @@ func mksquashfs(t testing.TB, tree string, args ...string) string {
 	}
 	img := filepath.Join(t.TempDir(), "root.squashfs")
 	cmd := exec.Command("mksquashfs", append([]string{tree, img, "-noappend", "-no-progress", "-quiet", "-all-root", "-processors", "1"}, args...)...)
-	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=")
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "SOURCE_DATE_EPOCH=") {
+			cmd.Env = append(cmd.Env, e)
+		}
+	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("mksquashfs: %v\n%s", err, out)
 	}
