@@ -55,7 +55,7 @@ func (m *Map) UnmarshalBinary(b []byte) error {
 	p := b[len(mapMagic):]
 	uv := func(what string) (int64, error) {
 		v, n := binary.Uvarint(p)
-		if n <= 0 || v > math.MaxInt64/2 {
+		if n <= 0 || v > math.MaxInt64/2 || (n > 1 && p[n-1] == 0) { // one encoding per value
 			return 0, fmt.Errorf("%w: bad %s at byte %d", ErrFormat, what, len(b)-len(p))
 		}
 		p = p[n:]
@@ -91,7 +91,7 @@ func (m *Map) UnmarshalBinary(b []byte) error {
 			return err
 		}
 		db, n := binary.Varint(p)
-		if n <= 0 || db > math.MaxInt64/2 || db < -math.MaxInt64/2 {
+		if n <= 0 || db > math.MaxInt64/2 || db < -math.MaxInt64/2 || (n > 1 && p[n-1] == 0) {
 			return fmt.Errorf("%w: bad run base at byte %d", ErrFormat, len(b)-len(p))
 		}
 		p = p[n:]
