@@ -66,6 +66,18 @@ type FS struct {
 	inodeSize int64
 	groups    uint32
 	tables    []uint64 // inode table block of each group
+	work      int64    // bytes read and extents listed since the operation began (see spend)
+}
+
+// spend counts work against a budget that a legitimate filesystem never reaches (each of its
+// structures is read about once), so that a hostile image that points many entries at one
+// huge inode or tree ends in an error, not in hours of reading.
+func (f *FS) spend(n int64) error {
+	f.work += n
+	if f.work > 64<<20+4*f.size {
+		return fmt.Errorf("%w: the walk reads more than %d bytes of a %d-byte filesystem (a structure is used many times)", ErrCorrupt, 64<<20+4*f.size, f.size)
+	}
+	return nil
 }
 
 // Open reads the superblock and group descriptors of the filesystem r of size bytes.
@@ -144,6 +156,9 @@ func readFull(r io.ReaderAt, b []byte, off int64) error {
 func (f *FS) read(b []byte, block uint64, within int64) error {
 	if block >= uint64(f.size/f.blockSize) {
 		return fmt.Errorf("%w: block %d lies outside the %d-byte filesystem", ErrCorrupt, block, f.size)
+	}
+	if err := f.spend(int64(len(b))); err != nil {
+		return err
 	}
 	off := int64(block)*f.blockSize + within
 	if off+int64(len(b)) > f.size {
@@ -233,6 +248,9 @@ func (f *FS) extents(in *inode) ([]Extent, error) {
 				p.Length += e.Length
 				return nil
 			}
+		}
+		if err := f.spend(64); err != nil { // an extent costs memory
+			return err
 		}
 		out = append(out, e)
 		return nil
@@ -352,6 +370,9 @@ func (f *FS) readData(in *inode) ([]byte, error) {
 		if e.Unwritten {
 			continue
 		}
+		if err := f.spend(e.Length); err != nil {
+			return nil, err
+		}
 		if err := readFull(f.r, out[e.FileOffset:e.FileOffset+e.Length], e.Offset); err != nil {
 			return nil, fmt.Errorf("inode %d: %w", in.Inode, err)
 		}
@@ -427,6 +448,7 @@ func (f *FS) entry(in *inode, p string) (Entry, error) {
 // Walk calls fn for every inode reachable from the root: the root first, each directory before
 // its entries, entries in on-disk order. A directory reached twice is an error.
 func (f *FS) Walk(fn func(Entry) error) error {
+	f.work = 0
 	root, err := f.inode(rootInode)
 	if err != nil {
 		return fmt.Errorf("ext4: root: %w", err)
@@ -485,6 +507,7 @@ func (f *FS) walk(dir *inode, p string, depth int, seen map[uint32]bool, fn func
 // Lookup finds the inode at path p (absolute or relative to the root), following symlinks on
 // the way and at the end.
 func (f *FS) Lookup(p string) (Entry, error) {
+	f.work = 0
 	in, err := f.lookupFrom(rootInode, p, 0)
 	if err != nil {
 		return Entry{}, err
@@ -541,6 +564,7 @@ func (f *FS) lookupFrom(dir uint32, p string, links int) (*inode, error) {
 
 // ReadDir lists the directory at path p.
 func (f *FS) ReadDir(p string) ([]DirEntry, error) {
+	f.work = 0
 	in, err := f.lookupFrom(rootInode, p, 0)
 	if err != nil {
 		return nil, err
@@ -550,6 +574,7 @@ func (f *FS) ReadDir(p string) ([]DirEntry, error) {
 
 // ReadFile returns the contents of the file at path p (at most 64 MiB).
 func (f *FS) ReadFile(p string) ([]byte, error) {
+	f.work = 0
 	in, err := f.lookupFrom(rootInode, p, 0)
 	if err != nil {
 		return nil, err

@@ -88,6 +88,18 @@ type Reader struct {
 	Super Superblock
 	zdec  *zstd.Decoder
 	cache map[int64]metaBlock
+	work  int64 // metadata bytes consumed since Walk began (see spend)
+}
+
+// spend counts metadata bytes consumed against a budget that a legitimate image never reaches
+// (its metadata is read about once, and is smaller than the image), so that a hostile image
+// pointing many entries at one huge block list ends in an error, not in hours of reading.
+func (rd *Reader) spend(n int64) error {
+	rd.work += n
+	if limit := 16<<20 + 16*rd.Super.BytesUsed; rd.work > limit {
+		return fmt.Errorf("%w: the walk reads more than %d bytes of metadata from a %d-byte image (a structure is used many times)", ErrCorrupt, limit, rd.Super.BytesUsed)
+	}
+	return nil
 }
 
 type metaBlock struct {
@@ -223,6 +235,9 @@ func (rd *Reader) cursor(pos int64, off int) (*cursor, error) {
 }
 
 func (c *cursor) read(b []byte) error {
+	if err := c.rd.spend(int64(len(b))); err != nil {
+		return err
+	}
 	for n := 0; n < len(b); {
 		if c.i == len(c.blk.data) {
 			m, err := c.rd.meta(c.blk.next)
@@ -466,6 +481,7 @@ func (rd *Reader) fragment(i uint32) (int64, uint32, error) {
 // Walk calls fn for every inode reachable from the root, the root first, directories before
 // their entries, entries in the directory's (sorted) order. A directory reached twice is an error.
 func (rd *Reader) Walk(fn func(Entry) error) error {
+	rd.work = 0
 	root, err := rd.inode(rd.Super.RootInode)
 	if err != nil {
 		return fmt.Errorf("squashfs: root: %w", err)

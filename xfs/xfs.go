@@ -74,6 +74,18 @@ type FS struct {
 	r     io.ReaderAt
 	size  int64
 	Super Superblock
+	work  int64 // bytes read and extents listed since Walk began (see spend)
+}
+
+// spend counts work against a budget that a legitimate filesystem never reaches (each of its
+// structures is read about once), so that a hostile image that points many entries at one
+// huge inode or btree ends in an error, not in hours of reading.
+func (f *FS) spend(n int64) error {
+	f.work += n
+	if limit := 64<<20 + f.size/2; f.work > limit {
+		return fmt.Errorf("%w: the walk reads more than %d bytes of a %d-byte filesystem (a structure is used many times)", ErrCorrupt, limit, f.size)
+	}
+	return nil
 }
 
 // Open reads the superblock of the filesystem r of size bytes.
@@ -151,6 +163,9 @@ func (f *FS) readBlocks(fsb, count uint64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := f.spend(int64(count) * f.Super.BlockSize); err != nil {
+		return nil, err
+	}
 	b := make([]byte, int64(count)*f.Super.BlockSize)
 	return b, readFull(f.r, b, off)
 }
@@ -172,6 +187,9 @@ func (f *FS) inode(n uint64) (*inode, error) {
 		return nil, fmt.Errorf("%w: inode %d out of range", ErrCorrupt, n)
 	}
 	off := (int64(ag)*int64(sb.AGBlocks)+int64(agb))*sb.BlockSize + int64(idx)*sb.InodeSize
+	if err := f.spend(sb.InodeSize); err != nil {
+		return nil, err
+	}
 	b := make([]byte, sb.InodeSize)
 	if off+sb.InodeSize > f.size {
 		return nil, fmt.Errorf("%w: inode %d past the end of the image", ErrCorrupt, n)
@@ -308,6 +326,9 @@ func (f *FS) btree(in *inode, fsb uint64, level int, nodes *int, out []rawExtent
 	}
 	for i := 0; i < n; i++ {
 		if level == 0 {
+			if err := f.spend(64); err != nil {
+				return nil, err
+			}
 			out = append(out, decodeExtent(b[hdr+i*16:]))
 			continue
 		}
@@ -558,6 +579,7 @@ func (f *FS) entry(in *inode, p string) (Entry, error) {
 // Walk calls fn for every inode reachable from the root: the root first, each directory before
 // its entries, entries in on-disk order. A directory reached twice is an error.
 func (f *FS) Walk(fn func(Entry) error) error {
+	f.work = 0
 	root, err := f.inode(f.Super.RootInode)
 	if err != nil {
 		return fmt.Errorf("xfs: root: %w", err)
