@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strings"
 	"testing"
 
 	"github.com/rehydrator/rehydrator/internal/testtree"
@@ -17,39 +16,12 @@ import (
 
 // proto writes an mkfs.xfs prototype file for the tree at dir, as tests/fixtures writeProto does.
 func proto(t testing.TB, dir string) string {
-	var w bytes.Buffer
-	w.WriteString("/dev/null\n0 0\nd--755 0 0\n")
-	var walk func(d string, depth int)
-	walk = func(d string, depth int) {
-		ents, err := os.ReadDir(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		indent := strings.Repeat(" ", depth)
-		for _, e := range ents {
-			p := filepath.Join(d, e.Name())
-			info, err := os.Lstat(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			perm := fmt.Sprintf("%03o", info.Mode().Perm())
-			switch {
-			case info.IsDir():
-				fmt.Fprintf(&w, "%s%s d--%s 0 0\n", indent, e.Name(), perm)
-				walk(p, depth+1)
-				fmt.Fprintf(&w, "%s$\n", indent)
-			case info.Mode()&fs.ModeSymlink != 0:
-				target, _ := os.Readlink(p)
-				fmt.Fprintf(&w, "%s%s l--%s 0 0 %s\n", indent, e.Name(), perm, target)
-			default:
-				fmt.Fprintf(&w, "%s%s ---%s 0 0 %s\n", indent, e.Name(), perm, p)
-			}
-		}
+	b, err := testtree.Proto(dir, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	walk(dir, 1)
-	w.WriteString("$\n")
 	p := filepath.Join(t.TempDir(), "proto")
-	if err := os.WriteFile(p, w.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(p, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return p

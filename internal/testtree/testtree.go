@@ -5,10 +5,14 @@
 package testtree
 
 import (
+	"bytes"
 	"fmt"
+	"io/fs"
 	"math/rand"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 )
 
 // Spec says what to write.
@@ -125,4 +129,54 @@ func Write(dir string, s Spec) ([]string, error) {
 		}
 	}
 	return files, nil
+}
+
+// Proto returns an mkfs.xfs prototype file for the tree at dir (as tests/fixtures writeProto
+// writes it): every directory, regular file and symlink, owned by root. With rank, each
+// directory's entries are listed in the order of rank(name) instead of by name, so mkfs.xfs -p
+// lays their data out in another order.
+func Proto(dir string, rank func(name string) uint64) ([]byte, error) {
+	var w bytes.Buffer
+	w.WriteString("/dev/null\n0 0\nd--755 0 0\n")
+	var walk func(d string, depth int) error
+	walk = func(d string, depth int) error {
+		ents, err := os.ReadDir(d)
+		if err != nil {
+			return err
+		}
+		if rank != nil {
+			sort.SliceStable(ents, func(i, j int) bool { return rank(ents[i].Name()) < rank(ents[j].Name()) })
+		}
+		indent := strings.Repeat(" ", depth)
+		for _, e := range ents {
+			p := filepath.Join(d, e.Name())
+			info, err := os.Lstat(p)
+			if err != nil {
+				return err
+			}
+			perm := fmt.Sprintf("%03o", info.Mode().Perm())
+			switch {
+			case info.IsDir():
+				fmt.Fprintf(&w, "%s%s d--%s 0 0\n", indent, e.Name(), perm)
+				if err := walk(p, depth+1); err != nil {
+					return err
+				}
+				fmt.Fprintf(&w, "%s$\n", indent)
+			case info.Mode()&fs.ModeSymlink != 0:
+				target, err := os.Readlink(p)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(&w, "%s%s l--%s 0 0 %s\n", indent, e.Name(), perm, target)
+			default:
+				fmt.Fprintf(&w, "%s%s ---%s 0 0 %s\n", indent, e.Name(), perm, p)
+			}
+		}
+		return nil
+	}
+	if err := walk(dir, 1); err != nil {
+		return nil, err
+	}
+	w.WriteString("$\n")
+	return w.Bytes(), nil
 }
