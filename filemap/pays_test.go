@@ -14,11 +14,10 @@ import (
 	"time"
 
 	"github.com/rehydrator/rehydrator/delta"
-	"github.com/rehydrator/rehydrator/ext4"
 	"github.com/rehydrator/rehydrator/filemap"
+	"github.com/rehydrator/rehydrator/filemap/fslist"
 	"github.com/rehydrator/rehydrator/internal/testtree"
 	"github.com/rehydrator/rehydrator/precomp"
-	"github.com/rehydrator/rehydrator/squashfs"
 )
 
 // TestSyntheticBasePays builds one tree of many small files into ext4 images (the disk's root
@@ -146,54 +145,15 @@ func pct(n int64, of int) float64 { return 100 * float64(n) / float64(of) }
 
 // synthesize lists both filesystems and builds the map, as the ISO route would.
 func synthesize(base, sq []byte, plan *precomp.Plan, expandedSize int64) (*filemap.Map, error) {
-	fsys, err := ext4.Open(bytes.NewReader(base), int64(len(base)))
+	bfiles, err := fslist.Root(bytes.NewReader(base), 0, int64(len(base)))
 	if err != nil {
 		return nil, err
 	}
-	var bfiles []filemap.File
-	err = fsys.Walk(func(e ext4.Entry) error {
-		if !e.Mode.IsRegular() {
-			return nil
-		}
-		f := filemap.File{Path: e.Path, Size: e.Size}
-		for _, x := range e.Extents {
-			if !x.Unwritten {
-				f.Extents = append(f.Extents, filemap.Extent{FileOffset: x.FileOffset, Offset: x.Offset, Length: x.Length})
-			}
-		}
-		bfiles = append(bfiles, f)
-		return nil
-	})
+	exp, err := fslist.Expansion(plan, int64(len(sq)))
 	if err != nil {
 		return nil, err
 	}
-	frames := make([]filemap.Frame, len(plan.Frames))
-	var growth int64
-	for i, fr := range plan.Frames {
-		frames[i] = filemap.Frame(fr)
-		growth += fr.Expanded - fr.Length
-	}
-	exp, err := filemap.NewExpansion(plan.ExpandedSize(int64(len(sq)))-int64(len(sq))-growth, frames)
-	if err != nil {
-		return nil, err
-	}
-	rd, err := squashfs.Open(bytes.NewReader(sq), int64(len(sq)))
-	if err != nil {
-		return nil, err
-	}
-	defer rd.Close()
-	var tfiles []filemap.File
-	err = rd.Walk(func(e squashfs.Entry) error {
-		if !e.Mode.IsRegular() {
-			return nil
-		}
-		pieces := make([]filemap.Piece, len(e.Pieces))
-		for i, p := range e.Pieces {
-			pieces[i] = filemap.Piece(p)
-		}
-		tfiles = append(tfiles, filemap.File{Path: e.Path, Size: e.Size, Extents: exp.Locate(pieces, 0)})
-		return nil
-	})
+	tfiles, err := fslist.Squashfs(bytes.NewReader(sq), 0, int64(len(sq)), exp)
 	if err != nil {
 		return nil, err
 	}
