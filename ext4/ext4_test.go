@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/rehydrator/rehydrator/internal/testtree"
@@ -15,6 +16,10 @@ import (
 
 func mkfs(t testing.TB, tree string, size int64, args ...string) []byte {
 	t.Helper()
+	htree := len(args) > 0 && args[0] == "htree"
+	if htree {
+		args = args[1:]
+	}
 	img := filepath.Join(t.TempDir(), "fs.img")
 	f, err := os.Create(img)
 	if err != nil {
@@ -25,6 +30,16 @@ func mkfs(t testing.TB, tree string, size int64, args ...string) []byte {
 	a := append([]string{"-q", "-F", "-E", "root_owner=0:0,nodiscard"}, args...)
 	if out, err := exec.Command("mkfs.ext4", append(a, "-d", tree, img)...).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4 %v: %v\n%s", args, err, out)
+	}
+	if htree {
+		// e2fsck -D rebuilds every directory, indexing (htree) those of more than one block.
+		if out, err := exec.Command("e2fsck", "-fyD", img).CombinedOutput(); err != nil && !strings.Contains(string(out), "MODIFIED") {
+			t.Fatalf("e2fsck -fyD: %v\n%s", err, out)
+		}
+		out, err := exec.Command("debugfs", "-R", "htree /usr/share/locale/big", img).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Root node dump") {
+			t.Fatalf("the big directory is not indexed after e2fsck -D: %v\n%.300s", err, out)
+		}
 	}
 	b, err := os.ReadFile(img)
 	if err != nil {
@@ -45,6 +60,7 @@ func TestWalkMatchesTree(t *testing.T) {
 		args []string
 	}{
 		{"ext4-4k", []string{"-b", "4096"}},
+		{"ext4-4k-htree", []string{"htree", "-b", "4096"}},
 		{"ext4-1k", []string{"-b", "1024"}},
 		{"ext2-blockmap", []string{"-t", "ext2", "-b", "1024"}},
 		{"ext4-64bit-flex", []string{"-b", "4096", "-O", "64bit,metadata_csum", "-G", "4"}},

@@ -135,6 +135,26 @@ func TestBtreeFork(t *testing.T) {
 		if err != nil || !found {
 			t.Fatalf("v5=%v: walk: %v (found %v)", v5, err, found)
 		}
+		// An unwritten record is flagged (its blocks read as zeros, filemap leaves them out).
+		last := leafOff + int64(hdr) + (nrec-1)*16
+		img[last] |= 0x80
+		f2, err := Open(bytes.NewReader(img), int64(len(img)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var flagged []bool
+		f2.Walk(func(e Entry) error {
+			if e.Path == file.Path {
+				for _, x := range e.Extents {
+					flagged = append(flagged, x.Unwritten)
+				}
+			}
+			return nil
+		})
+		if len(flagged) != int(nrec) || !flagged[nrec-1] || flagged[0] {
+			t.Errorf("v5=%v: unwritten flags %v, want only the last", v5, flagged)
+		}
+		img[last] &^= 0x80
 		// xfs_db reads the same records.
 		path := filepath.Join(t.TempDir(), "btree.img")
 		if err := os.WriteFile(path, img, 0o644); err != nil {
