@@ -104,3 +104,12 @@ func Expansion(plan *precomp.Plan, size int64) (*filemap.Expansion, error) {
 	}
 	return filemap.NewExpansion(header, frames)
 }
+
+// Mounted puts files listed from a filesystem mounted at dir (say "boot", for the boot
+// partition under the root tree a live image holds) under that directory.
+func Mounted(files []filemap.File, dir string) []filemap.File {
+	for i := range files {
+		files[i].Path = dir + "/" + files[i].Path
+	}
+	return files
+}
