@@ -109,23 +109,7 @@ func TestSyntheticBasePays(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Every mapped byte is the target's own: the listers, the expansion and the map agree.
-		synBytes := make([]byte, len(target))
-		if _, err := filemap.NewReader(bytes.NewReader(base), m).ReadAt(synBytes, 0); err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range m.Runs {
-			if !bytes.Equal(synBytes[r.Target:r.Target+r.Length], target[r.Target:r.Target+r.Length]) {
-				t.Fatalf("%s: run %+v: the synthetic base differs from the expanded squashfs", img.name, r)
-			}
-		}
-		direct, _ := deltaOf(t, bytes.NewReader(base), int64(len(base)), target)
-		syn := filemap.NewReader(bytes.NewReader(base), m)
-		withMap, d := deltaOf(t, syn, syn.Size(), target)
-		var out bytes.Buffer
-		if err := delta.PatchAt(syn, syn.Size(), bytes.NewReader(d), &out); err != nil || !bytes.Equal(out.Bytes(), target) {
-			t.Fatalf("PatchAt over the synthetic base does not give the expanded squashfs back: %v", err)
-		}
+		direct, withMap := compare(t, base, target, m)
 		st := m.Stats
 		t.Logf("| %s | ext4 image | %d | %d | %.1f%% |", img.name, direct.LiteralBytes, direct.DeltaSize, pct(direct.DeltaSize, len(sq)))
 		t.Logf("| %s | synthetic (map + ext4) | %d | %d + %d | %.1f%% |", img.name, withMap.LiteralBytes, withMap.DeltaSize, len(enc), pct(withMap.DeltaSize+int64(len(enc)), len(sq)))
@@ -168,6 +152,30 @@ func synthesize(base, sq []byte, plan *precomp.Plan, expandedSize int64) (*filem
 		return nil, err
 	}
 	return filemap.Build(bfiles, tfiles, expandedSize, filemap.Options{Tail: int64(len(base))})
+}
+
+// compare checks that every mapped byte of the synthetic base is the target's own (the listers,
+// the expansion and the map agree), then computes the any-order delta of target against base
+// and against the synthetic base, checking the latter with PatchAt.
+func compare(t *testing.T, base, target []byte, m *filemap.Map) (direct, withMap delta.Stats) {
+	t.Helper()
+	syn := filemap.NewReader(bytes.NewReader(base), m)
+	synBytes := make([]byte, len(target))
+	if _, err := syn.ReadAt(synBytes, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range m.Runs {
+		if !bytes.Equal(synBytes[r.Target:r.Target+r.Length], target[r.Target:r.Target+r.Length]) {
+			t.Fatalf("run %+v: the synthetic base differs from the target", r)
+		}
+	}
+	direct, _ = deltaOf(t, bytes.NewReader(base), int64(len(base)), target)
+	withMap, d := deltaOf(t, syn, syn.Size(), target)
+	var out bytes.Buffer
+	if err := delta.PatchAt(syn, syn.Size(), bytes.NewReader(d), &out); err != nil || !bytes.Equal(out.Bytes(), target) {
+		t.Fatalf("PatchAt over the synthetic base does not give the target back: %v", err)
+	}
+	return direct, withMap
 }
 
 func deltaOf(t *testing.T, base interface {

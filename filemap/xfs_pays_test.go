@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/rehydrator/rehydrator/delta"
 	"github.com/rehydrator/rehydrator/filemap"
 	"github.com/rehydrator/rehydrator/filemap/fslist"
 	"github.com/rehydrator/rehydrator/internal/testtree"
@@ -68,13 +67,7 @@ func TestSyntheticBaseXFS(t *testing.T) {
 		t.Fatal(err)
 	}
 	enc, _ := m.MarshalBinary()
-	direct, _ := deltaOf(t, bytes.NewReader(base), int64(len(base)), target)
-	syn := filemap.NewReader(bytes.NewReader(base), m)
-	withMap, d := deltaOf(t, syn, syn.Size(), target)
-	var out bytes.Buffer
-	if err := delta.PatchAt(syn, syn.Size(), bytes.NewReader(d), &out); err != nil || !bytes.Equal(out.Bytes(), target) {
-		t.Fatalf("PatchAt over the synthetic base does not give the 4k image back: %v", err)
-	}
+	direct, withMap := compare(t, base, target, m)
 	st := m.Stats
 	t.Logf("%d files paired by path of %d; %.1f of %.1f MB mapped in %d runs; images %.0f MB", st.ByPath, st.TargetFiles, mb(st.MappedBytes), mb(st.TargetBytes), len(m.Runs), mb(int64(len(target))))
 	t.Logf("| base | literal bytes | delta bytes (+ map) |")

@@ -18,24 +18,34 @@ import (
 // ErrUnknown means a filesystem is neither XFS nor ext2/3/4.
 var ErrUnknown = errors.New("fslist: not an XFS or ext4 filesystem")
 
+// extent is the shape of ext4.Extent and xfs.Extent.
+type extent struct {
+	FileOffset, Offset, Length int64
+	Unwritten                  bool
+}
+
+// file makes a filemap file of a lister's entry, its extents moved by off and the unwritten
+// ones left out (they read as zeros).
+func file[E ext4.Extent | xfs.Extent](path string, size, off int64, ext []E) filemap.File {
+	f := filemap.File{Path: path, Size: size}
+	for _, e := range ext {
+		x := extent(e)
+		if !x.Unwritten {
+			f.Extents = append(f.Extents, filemap.Extent{FileOffset: x.FileOffset, Offset: off + x.Offset, Length: x.Length})
+		}
+	}
+	return f
+}
+
 // Root lists the regular files of a disk's root filesystem (XFS or ext4) at off in r, size
-// bytes long, with extents as offsets in r. Unwritten extents are left out (they read as zeros).
+// bytes long, with extents as offsets in r.
 func Root(r io.ReaderAt, off, size int64) ([]filemap.File, error) {
 	sec := io.NewSectionReader(r, off, size)
 	var out []filemap.File
-	add := func(path string, n int64, ext []filemap.Extent) {
-		out = append(out, filemap.File{Path: path, Size: n, Extents: ext})
-	}
 	if fx, err := xfs.Open(sec, size); err == nil {
 		err = fx.Walk(func(e xfs.Entry) error {
 			if e.Mode.IsRegular() {
-				var ext []filemap.Extent
-				for _, x := range e.Extents {
-					if !x.Unwritten {
-						ext = append(ext, filemap.Extent{FileOffset: x.FileOffset, Offset: off + x.Offset, Length: x.Length})
-					}
-				}
-				add(e.Path, e.Size, ext)
+				out = append(out, file(e.Path, e.Size, off, e.Extents))
 			}
 			return nil
 		})
@@ -52,13 +62,7 @@ func Root(r io.ReaderAt, off, size int64) ([]filemap.File, error) {
 	}
 	err = fe.Walk(func(e ext4.Entry) error {
 		if e.Mode.IsRegular() {
-			var ext []filemap.Extent
-			for _, x := range e.Extents {
-				if !x.Unwritten {
-					ext = append(ext, filemap.Extent{FileOffset: x.FileOffset, Offset: off + x.Offset, Length: x.Length})
-				}
-			}
-			add(e.Path, e.Size, ext)
+			out = append(out, file(e.Path, e.Size, off, e.Extents))
 		}
 		return nil
 	})
