@@ -96,7 +96,7 @@ type Reader struct {
 // pointing many entries at one huge block list ends in an error, not in hours of reading.
 func (rd *Reader) spend(n int64) error {
 	rd.work += n
-	if limit := 16<<20 + 16*rd.Super.BytesUsed; rd.work > limit {
+	if limit := 4<<20 + 32*rd.Super.BytesUsed; rd.work > limit {
 		return fmt.Errorf("%w: the walk reads more than %d bytes of metadata from a %d-byte image (a structure is used many times)", ErrCorrupt, limit, rd.Super.BytesUsed)
 	}
 	return nil
@@ -169,6 +169,9 @@ func (rd *Reader) meta(pos int64) (metaBlock, error) {
 	}
 	if pos < 0 || pos+2 > rd.Super.BytesUsed {
 		return metaBlock{}, fmt.Errorf("%w: metadata block at %d outside the image", ErrCorrupt, pos)
+	}
+	if err := rd.spend(256); err != nil { // a block read and decompressed costs more than its bytes
+		return metaBlock{}, err
 	}
 	var h [2]byte
 	if err := readFull(rd.r, h[:], pos); err != nil {
