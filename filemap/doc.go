@@ -1,13 +1,12 @@
 // Package filemap lays a base image's file data out where a target image has the same files,
 // so that a delta between them copies every file, however small, in one piece.
 //
-// A block-indexed delta finds a file of the base inside the target only when the file's bytes
-// are contiguous in both at a granularity the index sees. A disk filesystem (ext4, XFS) puts
-// each small file alone in its own 4 KiB block; squashfs packs small files and the tails of
-// large ones end to end into fragment blocks (EROFS -Efragments into one packed inode), at no
-// alignment. A file of 1 KiB sits in the target beside other files' bytes, and in the base
-// beside the zeros of its block's slack: no base block's content appears in the target, and a
-// match shorter than the delta's minimum anchor is never tried.
+// The any-order delta finds a base match only from a window at a base block start, and it takes
+// a match far (over 1 MiB) from its current diagonal only if it is 4 KiB long and no near match
+// turns up in the next 4 MiB. A disk (ext4, XFS) starts each file on a block; squashfs and EROFS
+// pack files and tails end to end in their own (sorted-path) order, while the disk holds them in
+// another (ostree's object order). So a file under 4 KiB far from the previous copy is never
+// taken, and larger ones are lost to near chance matches (docs/DESIGN-NOTES.md).
 //
 // So the files are paired by path (or by size and content), and a base synthesis Map says, run by
 // run, which base bytes to put at which offset of a synthetic base of the target's size. A
