@@ -55,8 +55,9 @@ const (
 	// minZeroRun is the shortest zero run in a literal that is worth a COPY from a base zero run.
 	minZeroRun = 512
 
-	mainBuf = 1 << 20
-	auxBuf  = 256 << 10
+	mainBuf  = 1 << 20
+	auxBuf   = 256 << 10
+	probeBuf = 16 << 10
 )
 
 // Compute writes a delta that turns base into target. Every COPY it emits reads the base strictly
@@ -95,6 +96,13 @@ func Compute(base io.ReaderAt, baseSize int64, target io.ReaderAt, targetSize in
 
 		anyOrder: opt.AnyOrder,
 	}
+	e.pt, e.pb = e.ta, e.ba
+	if opt.AnyOrder {
+		// Candidates lie anywhere in the base: a 256 KiB refill per candidate checked would
+		// read the base many times over (100x the time on a 400 MB disk whose files moved).
+		e.pt = newWindow(target, targetSize, "target", probeBuf)
+		e.pb = newWindow(base, baseSize, "base", probeBuf)
+	}
 	em, err := newEmitter(w, e.tl, &st)
 	if err != nil {
 		return st, err
@@ -118,6 +126,7 @@ type engine struct {
 	B, T   int64
 	tw, bw *window // follow the diagonal; tw also feeds the hash search
 	ta, ba *window // candidate checks, backward extension, zero runs
+	pt, pb *window // candidate checks and backward extension: ta, ba or small ones (anyOrder)
 	tl     *window // literal bytes
 	tg, bg *window // gaps before a match
 	idx    *index
@@ -282,11 +291,11 @@ func (e *engine) extendBack(t, bp, tLo, bLo int64) (int64, error) {
 	limit := min(t-tLo, bp-bLo)
 	var n int64
 	for n < limit {
-		ts, err := e.ta.before(t-n, 1)
+		ts, err := e.pt.before(t-n, 1)
 		if err != nil {
 			return n, err
 		}
-		bs, err := e.ba.before(bp-n, 1)
+		bs, err := e.pb.before(bp-n, 1)
 		if err != nil {
 			return n, err
 		}
@@ -444,14 +453,14 @@ func (e *engine) evaluate(tp int64, win []byte, lit, b, d int64) (match, error) 
 		if c < b || c+winLen > e.B {
 			continue
 		}
-		bs, err := e.ba.at(c, winLen)
+		bs, err := e.pb.at(c, winLen)
 		if err != nil {
 			return match{}, err
 		}
 		if !bytes.Equal(bs[:winLen], win) {
 			continue
 		}
-		f, err := e.extend(e.ta, e.ba, tp+winLen, c+winLen, min(rankSpan, e.T-tp-winLen, e.B-c-winLen))
+		f, err := e.extend(e.pt, e.pb, tp+winLen, c+winLen, min(rankSpan, e.T-tp-winLen, e.B-c-winLen))
 		if err != nil {
 			return match{}, err
 		}
@@ -475,7 +484,8 @@ func (e *engine) evaluate(tp int64, win []byte, lit, b, d int64) (match, error) 
 	if err != nil {
 		return match{}, err
 	}
-	far := bestJump > farJump
+	// Without order, a far match leaves no base behind it unusable.
+	far := bestJump > farJump && !e.anyOrder
 	need := int64(minAnchor)
 	if far {
 		need = farAnchor
@@ -487,8 +497,12 @@ func (e *engine) evaluate(tp int64, win []byte, lit, b, d int64) (match, error) 
 }
 
 // flushLiteral emits target[lo:hi] as literal, except zero runs of at least minZeroRun bytes for
-// which a zero run of the base within [bLo, bHi) can be copied instead.
+// which a zero run of the base within [bLo, bHi) can be copied instead (any order: the longest
+// zero run of the base, as often as needed).
 func (e *engine) flushLiteral(lo, hi, bLo, bHi int64) error {
+	if e.anyOrder {
+		bLo, bHi = 0, e.B
+	}
 	if hi-lo < minZeroRun || e.idx == nil || bHi-bLo < minZeroRun {
 		return e.em.literal(lo, hi)
 	}
@@ -508,6 +522,10 @@ func (e *engine) flushLiteral(lo, hi, bLo, bHi int64) error {
 		}
 		for z1-z0 >= minZeroRun {
 			sp, ok := e.idx.zeroAfter(cur)
+			if e.anyOrder {
+				sp = e.idx.longest
+				ok = sp.end-sp.start >= minZeroRun
+			}
 			if !ok || sp.start >= bHi {
 				return e.em.literal(pos, hi) // no zero left in the base range
 			}
