@@ -51,3 +51,61 @@ func permutation(r *rng, n int) []int {
 	}
 	return p
 }
+
+// Small files (under one index block) that moved far apart are copied too: without order, a far
+// match leaves no base behind it unusable, so it needs no more length than a near one.
+func TestAnyOrderSmallFilesFarApart(t *testing.T) {
+	const files, slot = 600, 16 << 10 // 9.6 MB: most moves are over a megabyte
+	r := rng(5)
+	base := make([]byte, files*slot)
+	lens := make([]int, files)
+	for i := range files {
+		lens[i] = 200 + r.intn(3000)
+		copy(base[i*slot:], randomBytes(uint64(2*i), lens[i])) // seeds differ in more than bit 0
+	}
+	target := make([]byte, len(base))
+	for k, i := range permutation(&r, files) {
+		copy(target[k*slot:], base[i*slot:i*slot+lens[i]])
+	}
+	var d bytes.Buffer
+	st, err := Compute(bytes.NewReader(base), int64(len(base)), bytes.NewReader(target), int64(len(target)), &d, Options{AnyOrder: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPatchAt(t, base, target, d.Bytes())
+	if st.LiteralBytes > 0 {
+		t.Errorf("any-order delta carries %d literal bytes, want none", st.LiteralBytes)
+	}
+}
+
+// A zero run of the target is copied from a zero run of the base wherever it lies, here before
+// every other copy's base offset.
+func TestAnyOrderZeroRunsFromAnywhere(t *testing.T) {
+	data := randomBytes(3, 2<<20)
+	base := append(make([]byte, 2<<20), data...)
+	target := append(append([]byte(nil), data...), make([]byte, 3<<20)...) // longer than the base's run
+	var fwd, d bytes.Buffer
+	fst, err := Compute(bytes.NewReader(base), int64(len(base)), bytes.NewReader(target), int64(len(target)), &fwd, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := Compute(bytes.NewReader(base), int64(len(base)), bytes.NewReader(target), int64(len(target)), &d, Options{AnyOrder: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPatchAt(t, base, target, d.Bytes())
+	if st.LiteralBytes > 0 || fst.LiteralBytes < 2<<20 {
+		t.Errorf("literal bytes: any order %d (want 0), forward-only %d (want the zeros)", st.LiteralBytes, fst.LiteralBytes)
+	}
+}
+
+func checkPatchAt(t *testing.T, base, target, d []byte) {
+	t.Helper()
+	var out bytes.Buffer
+	if err := PatchAt(bytes.NewReader(base), int64(len(base)), bytes.NewReader(d), &out); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), target) {
+		t.Fatal("PatchAt of the any-order delta differs from the target")
+	}
+}

@@ -52,6 +52,10 @@ const (
 	farLookahead = 4 << 20
 	// rankSpan is how far candidates are compared forward to pick the best one.
 	rankSpan = 64 << 10
+	// anyOrderEdit is the longest in-place edit an any-order delta skips by resync; past it,
+	// the rolling-hash search looks for the bytes elsewhere in the base (a small file that took
+	// the place of another).
+	anyOrderEdit = 512
 	// minZeroRun is the shortest zero run in a literal that is worth a COPY from a base zero run.
 	minZeroRun = 512
 
@@ -170,6 +174,9 @@ func (e *engine) run() error {
 			u, err := e.resync(t, d)
 			if err != nil {
 				return err
+			}
+			if e.anyOrder && u-t > anyOrderEdit {
+				u = t // a longer edit may be content that moved here: search it first
 			}
 			if u > t {
 				t = u
