@@ -56,6 +56,8 @@ const (
 	// the rolling-hash search looks for the bytes elsewhere in the base (a small file that took
 	// the place of another).
 	anyOrderEdit = 512
+	// anyOrderLookBack is how far before the end of the last copy an any-order search starts.
+	anyOrderLookBack = 1024
 	// minZeroRun is the shortest zero run in a literal that is worth a COPY from a base zero run.
 	minZeroRun = 512
 
@@ -383,6 +385,11 @@ func (e *engine) search(t, lit, b, d int64) (int64, int64, error) {
 		return 0, 0, errNoMatch
 	}
 	pos := t
+	if e.anyOrder {
+		// The window the base index holds may start before t, inside the copy just made: a
+		// small file whose first bytes (a gzip header) happened to continue that copy.
+		pos = max(t-anyOrderLookBack, 0)
+	}
 	if e.T-pos < winLen {
 		return noMatch()
 	}
@@ -455,6 +462,8 @@ func (e *engine) evaluate(tp int64, win []byte, lit, b, d int64) (match, error) 
 	if c0 := tp + d; c0 >= b && c0+winLen <= e.B {
 		e.cands = append(e.cands, c0)
 	}
+	// over: the bytes of a match that target[lit:] does not need (a window found before lit).
+	over := max(lit-tp, 0)
 	bestC, bestF, bestJump := int64(-1), int64(0), int64(0)
 	for _, c := range e.cands {
 		if c < b || c+winLen > e.B {
@@ -471,7 +480,10 @@ func (e *engine) evaluate(tp int64, win []byte, lit, b, d int64) (match, error) 
 		if err != nil {
 			return match{}, err
 		}
-		f += winLen
+		f += winLen - over
+		if f <= 0 {
+			continue
+		}
 		jump := c - (tp + d)
 		if jump < 0 {
 			jump = -jump
@@ -486,6 +498,12 @@ func (e *engine) evaluate(tp int64, win []byte, lit, b, d int64) (match, error) 
 	}
 	if bestC < 0 {
 		return match{}, nil
+	}
+	if over > 0 {
+		if bestF < minAnchor {
+			return match{}, nil
+		}
+		return match{t: lit, b: bestC + over, ok: true}, nil
 	}
 	k, err := e.extendBack(tp, bestC, lit, b)
 	if err != nil {
