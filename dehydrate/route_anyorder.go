@@ -2,8 +2,11 @@ package dehydrate
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"time"
 
+	"github.com/rehydrator/rehydrator/delta"
 	"github.com/rehydrator/rehydrator/rehydrate"
 )
 
@@ -38,10 +41,18 @@ func movedData(ctx context.Context, j *job, best *candidate) (*candidate, error)
 	opt := j.opt.Delta
 	opt.AnyOrder = true
 	start := time.Now()
-	d, err := writeDelta(base.guest, base.guest.Size(), target, tsize, j.blobDir, opt)
+	// The searching engine only: the aligned one's delta is the plain route's, already offered.
+	d, err := writeBlob(j.blobDir, func(w io.Writer) error {
+		_, err := delta.Compute(base.guest, base.guest.Size(), target, tsize, w, opt)
+		return err
+	})
 	if err != nil {
+		return nil, fmt.Errorf("delta: %w", err)
+	}
+	if d.packed, err = compressedSize(d.path); err != nil {
 		return nil, err
 	}
+	d.role = "delta"
 	steps := []rehydrate.Step{{Op: rehydrate.OpQcow2Decode}, {Op: rehydrate.OpPatch, Blob: d.digest}}
 	return &candidate{steps: steps, onBaseline: true, blobs: []*blob{d}, took: time.Since(start)}, nil
 }
