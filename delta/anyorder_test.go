@@ -115,3 +115,23 @@ func checkPatchAt(t *testing.T, base, target, d []byte) {
 		t.Fatal("PatchAt of the any-order delta differs from the target")
 	}
 }
+
+// FuzzAnyOrder: an any-order delta of any pair, at any block size, adds up and PatchAt turns
+// the base into the target.
+func FuzzAnyOrder(f *testing.F) {
+	for i, s := range fuzzSeeds() {
+		f.Add(s[0], s[1], uint16(i*100))
+	}
+	f.Fuzz(func(t *testing.T, base, target []byte, bs uint16) {
+		var d bytes.Buffer
+		st, err := Compute(bytes.NewReader(base), int64(len(base)), bytes.NewReader(target), int64(len(target)), &d,
+			Options{BlockSize: minBlockSize + int(bs)%8192, AnyOrder: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.CopyBytes+st.LiteralBytes != int64(len(target)) || st.DeltaSize != int64(d.Len()) {
+			t.Fatalf("stats do not add up: %+v, target %d, delta %d", st, len(target), d.Len())
+		}
+		checkPatchAt(t, base, target, d.Bytes())
+	})
+}
