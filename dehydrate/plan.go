@@ -26,6 +26,7 @@ var routes = []route{
 	fileDelta,   // a qcow2: a delta of the file
 	reencode,    // a qcow2: a guest-view delta, re-encoded with the target's layout
 	guestDelta,  // any other disk: a delta against the baseline's guest view
+	movedData,   // a raw disk whose data moved (metal4k): an any-order delta (route_anyorder.go)
 	precompISO,  // the live ISO: a delta of its expanded zstd frames, compressed again
 }
 
