@@ -109,7 +109,15 @@ func TestFCOS44Release(t *testing.T) {
 	work := t.TempDir()
 	layoutRef := "oci:" + filepath.Join(work, "layout") + ":stable"
 	step := time.Now()
-	mustRun(t, "build", rel.Dir, "--output", layoutRef, "--level", "1", "-q")
+	report := filepath.Join(t.TempDir(), "report.json")
+	mustRun(t, "build", rel.Dir, "--output", layoutRef, "--level", "1", "-q", "--report", report)
+
+	// metal4k is made by its own pipeline (4096-byte sectors, its own mkfs, the files copied in
+	// another order), so its file data sits elsewhere than in the baseline; issue 10's target is
+	// at most 2% of its size in the image.
+	t.Run("metal4k cost", func(t *testing.T) {
+		checkMetal4kCost(t, report, find(t, sm, "metal4k").Name)
+	})
 	t.Logf("build: %s", time.Since(step).Round(time.Second))
 
 	t.Run("print-stream-json", func(t *testing.T) {
