@@ -143,14 +143,34 @@ func roundTrip(t *testing.T, img []byte) *Plan {
 	return plan
 }
 
+// small leaves the large files out, to keep the many images of TestRoundTrip quick.
+const small = "--exclude-regex=^large"
+
 func TestRoundTrip(t *testing.T) {
 	cases := []struct {
 		name string
 		args []string
+		all  bool // every cluster must reproduce
 	}{
-		{"fcos", []string{"-zlzma,level=6", "-Efragments", "-C1048576"}},
-		{"C4096", []string{"-zlzma,level=6", "-C4096"}},
-		{"C65536", []string{"-zlzma,level=6", "-C65536"}},
+		{"fcos", []string{"-zlzma,level=6", "-Efragments", "-C1048576"}, true},
+		{"C1048576", []string{"-zlzma,level=6", "-C1048576"}, true},
+		{"C65536", []string{"-zlzma,level=6", "-C65536"}, true},
+		{"C4096", []string{"-zlzma,level=6", "-C4096", small}, true},
+		{"fragments", []string{"-zlzma,level=6", "-Efragments", "-C65536", small}, true},
+		{"dedupe", []string{"-zlzma,level=6", "-Ededupe", "-C65536"}, true},
+		{"ztailpacking", []string{"-zlzma,level=6", "-Eztailpacking", "-C16384", small}, true},
+		{"all", []string{"-zlzma,level=6", "-Efragments,dedupe,ztailpacking", "-C65536"}, true},
+		{"dictsize", []string{"-zlzma,level=6,dictsize=65536", "-C65536", small}, true},
+		{"extreme", []string{"-zlzma,level=109", "-C65536", small}, true},
+	}
+	for lvl := range 10 {
+		if lvl != 6 {
+			cases = append(cases, struct {
+				name string
+				args []string
+				all  bool
+			}{fmt.Sprintf("level%d", lvl), []string{fmt.Sprintf("-zlzma,level=%d", lvl), "-C65536", small}, true})
+		}
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -164,6 +184,12 @@ func TestRoundTrip(t *testing.T) {
 			}
 			t.Logf("%s: %d of %d clusters reproduce (%d explicit lookaheads), %v; image %d bytes, expanded %d",
 				strings.Join(c.args, " "), len(plan.Clusters), plan.Seen, explicit, plan.Params, len(img), plan.ExpandedSize(int64(len(img))))
+			if c.all && len(plan.Clusters) != plan.Seen {
+				t.Errorf("%d of %d clusters reproduce, want all", len(plan.Clusters), plan.Seen)
+			}
+			if plan.Seen == 0 {
+				t.Errorf("no LZMA clusters in the image")
+			}
 		})
 	}
 }
