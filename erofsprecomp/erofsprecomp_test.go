@@ -193,3 +193,39 @@ func TestRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// mixedImage has two LZMA configs: level 6 for most files, level 1 (compress hints) for doc/.
+func mixedImage(t *testing.T) []byte {
+	hints := filepath.Join(t.TempDir(), "hints")
+	if err := os.WriteFile(hints, []byte("65536 1 ^doc/\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return image(t, "-zlzma,level=6:lzma,level=1", "-C65536", "--compress-hints="+hints, small)
+}
+
+func TestMixedSettings(t *testing.T) {
+	img := mixedImage(t)
+	plan := roundTrip(t, img)
+	t.Logf("%d of %d clusters reproduce with %v", len(plan.Clusters), plan.Seen, plan.Params)
+	if len(plan.Clusters) != plan.Seen || len(plan.Params) != 2 {
+		t.Errorf("%d of %d clusters reproduce with %v, want all with two settings", len(plan.Clusters), plan.Seen, plan.Params)
+	}
+}
+
+// TestOtherSettingsStayCompressed plays a release made by another liblzma: the clusters made
+// with settings this build does not find travel compressed and the image stays exact.
+func TestOtherSettingsStayCompressed(t *testing.T) {
+	img := mixedImage(t)
+	defer func(p []uint32) { presets = p }(presets)
+	presets = []uint32{6}
+	plan := roundTrip(t, img)
+	t.Logf("preset 6 only: %d of %d clusters reproduce", len(plan.Clusters), plan.Seen)
+	if len(plan.Clusters) == 0 || len(plan.Clusters) == plan.Seen {
+		t.Errorf("%d of %d clusters reproduce, want some but not all", len(plan.Clusters), plan.Seen)
+	}
+	presets = nil
+	plan = roundTrip(t, img)
+	if len(plan.Clusters) != 0 || len(plan.Params) != 0 {
+		t.Errorf("no preset: %d clusters reproduce with %v, want none", len(plan.Clusters), plan.Params)
+	}
+}

@@ -26,7 +26,12 @@ const (
 	maxRefs = 2
 	// detectClusters is how many clusters Scan tries every preset on.
 	detectClusters = 4
+	// maxRounds bounds the settings Scan detects in one image.
+	maxRounds = 4
 )
+
+// presets are the liblzma presets Scan tries (a variable for tests).
+var presets = lzmarepro.Presets
 
 // Cluster is one LZMA physical cluster of the image that Restore reproduces.
 type Cluster struct {
@@ -83,6 +88,7 @@ type candidate struct {
 	lookIn    *erofs.Inode
 	implicit  bool // the lookahead is the start of the next cluster's plain data, if expanded
 	nextOff   int64
+	param     int
 }
 
 // Scan finds the LZMA clusters of the EROFS image r (size bytes) that this build reproduces bit
@@ -113,26 +119,45 @@ func Scan(r io.ReaderAt, size int64, parallelism int) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	params, err := detect(im, enc, cands)
 	enc.Close()
-	if err != nil {
-		return nil, err
+	// Each round detects the settings of the first clusters left and tries them on all that
+	// are left: images made with several configs (mkfs.erofs -zlzma,level=6:lzma,level=1 and
+	// compress hints) get one entry of Params each.
+	left := make([]int, len(cands))
+	for i := range left {
+		left[i] = i
 	}
-	if params == nil {
-		return plan, nil
-	}
-	plan.Params = []lzmarepro.Params{*params}
-	err = parallel(len(cands), parallelism, func() (func(i int) error, func(), error) {
-		enc, err := lzmarepro.NewEncoder()
+	for len(left) > 0 && len(plan.Params) < maxRounds {
+		params, err := detect(im, cands, left)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		return func(i int) error {
-			return try(im, enc, &cands[i], *params, false)
-		}, enc.Close, nil
-	})
-	if err != nil {
-		return nil, err
+		if params == nil {
+			break
+		}
+		idx := len(plan.Params)
+		plan.Params = append(plan.Params, *params)
+		err = parallel(len(left), parallelism, func() (func(i int) error, func(), error) {
+			enc, err := lzmarepro.NewEncoder()
+			if err != nil {
+				return nil, nil, err
+			}
+			return func(i int) error {
+				c := &cands[left[i]]
+				c.param = idx
+				return try(im, enc, c, *params, false)
+			}, enc.Close, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		next := left[:0]
+		for _, i := range left {
+			if !cands[i].ok {
+				next = append(next, i)
+			}
+		}
+		left = next
 	}
 	for i := range cands {
 		c := &cands[i]
@@ -146,7 +171,7 @@ func Scan(r io.ReaderAt, size int64, parallelism int) (*Plan, error) {
 		}
 		plan.Clusters = append(plan.Clusters, Cluster{
 			Offset: c.offset, Length: c.length, Stream: c.stream, Plain: c.plain,
-			Lookahead: c.lookahead, Explicit: explicit, in: c.lookIn, lookOff: c.lookOff,
+			Lookahead: c.lookahead, Explicit: explicit, Param: c.param, in: c.lookIn, lookOff: c.lookOff,
 		})
 	}
 	return plan, nil
@@ -222,7 +247,12 @@ func collect(im *erofs.Image) ([]candidate, error) {
 var dictCandidates = []uint32{8 << 20, 1 << 20, 4 << 20, 16 << 20, 64 << 20, 2 << 20, 32 << 20}
 
 // detect finds the preset and dictionary that reproduce the first clusters, or nil.
-func detect(im *erofs.Image, enc *lzmarepro.Encoder, cands []candidate) (*lzmarepro.Params, error) {
+func detect(im *erofs.Image, cands []candidate, left []int) (*lzmarepro.Params, error) {
+	enc, err := lzmarepro.NewEncoder()
+	if err != nil {
+		return nil, err
+	}
+	defer enc.Close()
 	sb := im.Superblock()
 	dicts := []uint32{}
 	if sb.LZMADictSize >= 4096 {
@@ -234,7 +264,10 @@ func detect(im *erofs.Image, enc *lzmarepro.Encoder, cands []candidate) (*lzmare
 		}
 	}
 	tried := 0
-	for i := 0; i < len(cands) && tried < detectClusters; i++ {
+	for _, i := range left {
+		if tried >= detectClusters {
+			break
+		}
 		c := &cands[i]
 		if c.refs[0].ext.Partial {
 			continue
@@ -249,7 +282,7 @@ func detect(im *erofs.Image, enc *lzmarepro.Encoder, cands []candidate) (*lzmare
 			continue
 		}
 		for _, d := range dicts {
-			for _, pr := range lzmarepro.Presets {
+			for _, pr := range presets {
 				p := lzmarepro.Params{Preset: pr, DictSize: d, Props: props}
 				if err := try(im, enc, c, p, true); err != nil {
 					return nil, err
