@@ -24,11 +24,12 @@ done
 echo "tree: $(du -sb "$W/tree" | cut -f1) bytes, $(find "$W/tree" -type f | wc -l) files"
 go build -o "$W/erofslzma" ./tests/bench/erofslzma
 rss() { awk -F': ' '/Maximum resident/ {printf "%.0f MiB", $2/1024}' "$1"; }
-el() { awk -F': ' '/Elapsed/ {print $2}' "$1"; }
+# Elapsed time and CPU time (user+sys): on a shared machine the CPU time is the steadier figure.
+el() { awk -F': ' '/Elapsed/ {e=$2} /User time/ {u=$2} /System time/ {s=$2} END {printf "%s elapsed, %.1f s CPU", e, u+s}' "$1"; }
 /usr/bin/time -v -o "$W/t.mkfs" "$MKFS" --quiet -T1700000000 -U6f1c1a7e-0bd4-4f0e-9d4c-5a6b7c8d9e0f "${ARGS[@]}" "$W/img" "$W/tree"
-echo "mkfs.erofs ${ARGS[*]}: $(el "$W/t.mkfs") elapsed, peak RSS $(rss "$W/t.mkfs")"
+echo "mkfs.erofs ${ARGS[*]}: $(el "$W/t.mkfs"), peak RSS $(rss "$W/t.mkfs")"
 /usr/bin/time -v -o "$W/t.exp" "$W/erofslzma" -mode expand -j 2 -in "$W/img" -out "$W/exp"
-echo "  scan+expand: $(el "$W/t.exp") elapsed, peak RSS $(rss "$W/t.exp")"
+echo "  scan+expand: $(el "$W/t.exp"), peak RSS $(rss "$W/t.exp")"
 /usr/bin/time -v -o "$W/t.res" "$W/erofslzma" -mode restore -j 2 -in "$W/exp" -out "$W/back"
-echo "  restore: $(el "$W/t.res") elapsed, peak RSS $(rss "$W/t.res")"
+echo "  restore: $(el "$W/t.res"), peak RSS $(rss "$W/t.res")"
 cmp "$W/img" "$W/back" && echo "  restored image identical"
