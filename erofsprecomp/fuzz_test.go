@@ -68,7 +68,7 @@ func TestRestoreBadInput(t *testing.T) {
 		err := Restore(io.Discard, bytes.NewReader(data), 2)
 		if err == nil {
 			t.Errorf("%s: Restore succeeded", name)
-		} else if !errors.Is(err, ErrFormat) {
+		} else if !errors.Is(err, ErrFormat) && !(errors.Is(err, errors.ErrUnsupported) && !haveLZMA()) {
 			t.Errorf("%s: %v does not wrap ErrFormat", name, err)
 		}
 	}
@@ -77,4 +77,12 @@ func TestRestoreBadInput(t *testing.T) {
 	if err := Restore(&out, bytes.NewReader(append((&Plan{}).header(), "image"...)), 1); err != nil || out.String() != "image" {
 		t.Errorf("no clusters: %q, %v", out.String(), err)
 	}
+}
+
+// haveLZMA tells whether this build re-encodes LZMA (cgo); without it Scan finds nothing to
+// expand and Restore refuses expanded clusters.
+func haveLZMA() bool {
+	e, err := lzmarepro.NewEncoder()
+	e.Close()
+	return err == nil
 }
