@@ -143,6 +143,14 @@ func roundTrip(t *testing.T, img []byte) *Plan {
 	return plan
 }
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if treeDir != "" {
+		os.RemoveAll(treeDir)
+	}
+	os.Exit(code)
+}
+
 // small leaves the large files out, to keep the many images of TestRoundTrip quick.
 const small = "--exclude-regex=^large"
 
