@@ -1,0 +1,368 @@
+package rehydrate
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sort"
+
+	"github.com/rehydrator/rehydrator/reflate"
+)
+
+// OpQcow2Compressed writes the guest view as a qcow2 with compressed clusters (qemu-img
+// convert -c, nutanix's image) from a plan blob (Step.Blob, made by EncodeQcow2c): every byte
+// of the file outside the compressed clusters' deflate streams verbatim (header, L1, L2 and
+// refcount tables: the L2 entries say where each stream sits), and per compressed cluster its
+// host offset and reflate's reconstruction data, which with the guest cluster gives the
+// stream bit for bit. A cluster whose stream reflate could not predict cheaply is in the
+// verbatim bytes instead. Streams are rebuilt on every CPU, a bounded number at a time; the
+// guest is read once, forward, so the streams must be in guest order in the file, as qemu-img
+// writes them.
+const OpQcow2Compressed = "qcow2-compressed"
+
+const qcMagic = "RQC\x01"
+
+// Qcow2cPiece is one compressed cluster of a plan: its stream at Host, Stream bytes long,
+// rebuilt from guest cluster Cluster and Recon.
+type Qcow2cPiece struct {
+	Host, Cluster, Stream int64
+	Recon                 []byte
+}
+
+// Qcow2cVerbatim is a run of file bytes kept as they are.
+type Qcow2cVerbatim struct {
+	Host int64
+	Data []byte
+}
+
+// Qcow2cPlan is a parsed plan blob.
+type Qcow2cPlan struct {
+	FileSize, GuestSize int64
+	ClusterBits         uint
+	// items in host order: a piece or verbatim bytes each.
+	items []qcItem
+}
+
+type qcItem struct {
+	host  int64
+	data  []byte       // verbatim
+	piece *Qcow2cPiece // or a piece
+}
+
+func (it *qcItem) len() int64 {
+	if it.piece != nil {
+		return it.piece.Stream
+	}
+	return int64(len(it.data))
+}
+
+// EncodeQcow2c makes a plan blob. verbatim and pieces may come in any order; together they
+// must not overlap and must lie inside fileSize, and the pieces' clusters must rise with
+// their host offsets.
+func EncodeQcow2c(fileSize, guestSize int64, clusterBits uint, verbatim []Qcow2cVerbatim, pieces []Qcow2cPiece) ([]byte, error) {
+	p := &Qcow2cPlan{FileSize: fileSize, GuestSize: guestSize, ClusterBits: clusterBits}
+	for i := range verbatim {
+		if len(verbatim[i].Data) > 0 {
+			p.items = append(p.items, qcItem{host: verbatim[i].Host, data: verbatim[i].Data})
+		}
+	}
+	for i := range pieces {
+		p.items = append(p.items, qcItem{host: pieces[i].Host, piece: &pieces[i]})
+	}
+	sortItems(p.items)
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	out := []byte(qcMagic)
+	out = binary.AppendUvarint(out, uint64(fileSize))
+	out = binary.AppendUvarint(out, uint64(guestSize))
+	out = append(out, byte(clusterBits))
+	out = binary.AppendUvarint(out, uint64(len(p.items)))
+	pos, next := int64(0), int64(0)
+	for _, it := range p.items {
+		out = binary.AppendUvarint(out, uint64(it.host-pos))
+		if it.piece == nil {
+			out = append(out, 0)
+			out = binary.AppendUvarint(out, uint64(len(it.data)))
+			out = append(out, it.data...)
+		} else {
+			pc := it.piece
+			out = append(out, 1)
+			out = binary.AppendUvarint(out, uint64(pc.Cluster-next))
+			out = binary.AppendUvarint(out, uint64(pc.Stream))
+			out = binary.AppendUvarint(out, uint64(len(pc.Recon)))
+			out = append(out, pc.Recon...)
+			next = pc.Cluster + 1
+		}
+		pos = it.host + it.len()
+	}
+	return out, nil
+}
+
+func sortItems(items []qcItem) {
+	sort.SliceStable(items, func(a, b int) bool { return items[a].host < items[b].host })
+}
+
+var errQcPlan = errors.New("qcow2-compressed plan")
+
+// check: items in host order, not overlapping, inside the file; clusters rising and inside
+// the guest.
+func (p *Qcow2cPlan) check() error {
+	if p.ClusterBits < 9 || p.ClusterBits > 21 || p.FileSize < 0 || p.GuestSize < 0 {
+		return fmt.Errorf("%w: cluster bits %d, file size %d, guest size %d", errQcPlan, p.ClusterBits, p.FileSize, p.GuestSize)
+	}
+	clusters := (p.GuestSize + 1<<p.ClusterBits - 1) >> p.ClusterBits
+	pos, next := int64(0), int64(0)
+	for i, it := range p.items {
+		if it.host < pos || it.len() <= 0 || it.host+it.len() > p.FileSize {
+			return fmt.Errorf("%w: item %d at %d (%d bytes) overlaps the one before or leaves the %d-byte file", errQcPlan, i, it.host, it.len(), p.FileSize)
+		}
+		if pc := it.piece; pc != nil {
+			if pc.Cluster < next || pc.Cluster >= clusters {
+				return fmt.Errorf("%w: item %d: guest cluster %d out of order or past the guest's %d", errQcPlan, i, pc.Cluster, clusters)
+			}
+			next = pc.Cluster + 1
+		}
+		pos = it.host + it.len()
+	}
+	return nil
+}
+
+// ParseQcow2c parses a plan blob.
+func ParseQcow2c(b []byte) (*Qcow2cPlan, error) {
+	bad := func(what string) error {
+		return fmt.Errorf("%w: %s (the blob is damaged: rebuild the image)", errQcPlan, what)
+	}
+	if !bytes.HasPrefix(b, []byte(qcMagic)) {
+		return nil, bad("no RQC1 magic")
+	}
+	b = b[len(qcMagic):]
+	uv := func() (int64, bool) {
+		v, k := binary.Uvarint(b)
+		if k <= 0 || v > 1<<62 {
+			return 0, false
+		}
+		b = b[k:]
+		return int64(v), true
+	}
+	take := func(n int64) ([]byte, bool) {
+		if n > int64(len(b)) {
+			return nil, false
+		}
+		out := b[:n:n]
+		b = b[n:]
+		return out, true
+	}
+	p := &Qcow2cPlan{}
+	fs, ok1 := uv()
+	gs, ok2 := uv()
+	if !ok1 || !ok2 || len(b) < 1 {
+		return nil, bad("sizes")
+	}
+	p.FileSize, p.GuestSize, p.ClusterBits = fs, gs, uint(b[0])
+	b = b[1:]
+	n, ok := uv()
+	if !ok || n > int64(len(b)) {
+		return nil, bad("item count")
+	}
+	p.items = make([]qcItem, 0, n)
+	pos, next := int64(0), int64(0)
+	for i := int64(0); i < n; i++ {
+		gap, ok := uv()
+		if !ok || len(b) < 1 {
+			return nil, bad(fmt.Sprintf("item %d", i))
+		}
+		kind := b[0]
+		b = b[1:]
+		it := qcItem{host: pos + gap}
+		switch kind {
+		case 0:
+			l, ok := uv()
+			d, ok2 := take(l)
+			if !ok || !ok2 {
+				return nil, bad(fmt.Sprintf("item %d: verbatim bytes", i))
+			}
+			it.data = d
+		case 1:
+			dc, ok1 := uv()
+			sl, ok2 := uv()
+			rl, ok3 := uv()
+			r, ok4 := take(rl)
+			if !ok1 || !ok2 || !ok3 || !ok4 {
+				return nil, bad(fmt.Sprintf("item %d: compressed cluster", i))
+			}
+			it.piece = &Qcow2cPiece{Host: it.host, Cluster: next + dc, Stream: sl, Recon: r}
+			next = it.piece.Cluster + 1
+		default:
+			return nil, bad(fmt.Sprintf("item %d of kind %d", i, kind))
+		}
+		p.items = append(p.items, it)
+		pos = it.host + it.len()
+	}
+	if len(b) != 0 {
+		return nil, bad("bytes after the last item")
+	}
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Write writes the qcow2 file from the guest stream (read forward once, GuestSize bytes at
+// most) on up to workers goroutines.
+func (p *Qcow2cPlan) Write(w io.Writer, guest io.Reader, workers int) error {
+	workers = max(workers, 1)
+	cs := int64(1) << p.ClusterBits
+	type result struct {
+		out []byte
+		err error
+	}
+	type slot struct {
+		it   *qcItem
+		done chan result
+	}
+	// Clusters are read in order and handed to the workers; the slots keep the file order.
+	// At most 2*workers streams are in flight: memory stays a few clusters per CPU.
+	slots := make(chan slot, 2*workers)
+	work := make(chan func(), workers)
+	stop := make(chan struct{})
+	defer close(stop)
+	for range workers {
+		go func() {
+			for f := range work {
+				f()
+			}
+		}()
+	}
+	go func() {
+		defer close(slots)
+		defer close(work)
+		next := int64(0) // guest cluster the stream is at
+		for i := range p.items {
+			it := &p.items[i]
+			s := slot{it: it, done: make(chan result, 1)}
+			if pc := it.piece; pc != nil {
+				buf := make([]byte, cs)
+				err := skipClusters(guest, pc.Cluster-next, cs)
+				if err == nil {
+					err = readCluster(guest, buf, pc.Cluster, p.GuestSize, cs)
+				}
+				next = pc.Cluster + 1
+				if err != nil {
+					s.done <- result{err: fmt.Errorf("guest cluster %d: %w", pc.Cluster, err)}
+				} else {
+					f := func() {
+						var out bytes.Buffer
+						out.Grow(int(pc.Stream))
+						err := reflate.RebuildStream(&out, bytes.NewReader(buf), pc.Recon)
+						if err == nil && int64(out.Len()) != pc.Stream {
+							err = fmt.Errorf("rebuilt %d bytes, the file holds %d", out.Len(), pc.Stream)
+						}
+						if err != nil {
+							err = fmt.Errorf("compressed cluster for guest offset %#x: %w", pc.Cluster*cs, err)
+						}
+						s.done <- result{out.Bytes(), err}
+					}
+					select {
+					case work <- f:
+					case <-stop:
+						return
+					}
+				}
+			} else {
+				s.done <- result{out: it.data}
+			}
+			select {
+			case slots <- s:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	bw := bufio.NewWriterSize(w, 1<<20)
+	pos := int64(0)
+	for s := range slots {
+		r := <-s.done
+		if r.err != nil {
+			return r.err
+		}
+		if err := writeZeros(bw, s.it.host-pos); err != nil {
+			return err
+		}
+		if _, err := bw.Write(r.out); err != nil {
+			return err
+		}
+		pos = s.it.host + int64(len(r.out))
+	}
+	if err := writeZeros(bw, p.FileSize-pos); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+var zeroBlock = make([]byte, 64<<10)
+
+func writeZeros(w io.Writer, n int64) error {
+	for n > 0 {
+		k := min(n, int64(len(zeroBlock)))
+		if _, err := w.Write(zeroBlock[:k]); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
+}
+
+// skipClusters drops n clusters of the guest stream.
+func skipClusters(r io.Reader, n, cs int64) error {
+	if n <= 0 {
+		return nil
+	}
+	_, err := io.CopyN(io.Discard, r, n*cs)
+	return err
+}
+
+// readCluster reads guest cluster c; the last cluster of a guest that is not a whole number
+// of clusters is padded with zeros, as qemu compressed it.
+func readCluster(r io.Reader, buf []byte, c, guestSize, cs int64) error {
+	want := min(cs, guestSize-c*cs)
+	if _, err := io.ReadFull(r, buf[:want]); err != nil {
+		return err
+	}
+	clear(buf[want:])
+	return nil
+}
+
+func init() {
+	register(opSpec[blobParams]{
+		name:   OpQcow2Compressed,
+		params: blobOf,
+		str:    blobString,
+		blobs:  blobParams.list,
+		apply: func(c *call, p blobParams, in *value) (*value, error) {
+			v, err := c.blob(p.Digest)
+			if err != nil {
+				return nil, fmt.Errorf("qcow2-compressed plan: %w", err)
+			}
+			b, err := io.ReadAll(io.LimitReader(v.stream(), maxGzipBlob+1))
+			v.close()
+			if err != nil {
+				return nil, fmt.Errorf("qcow2-compressed plan %s: %w", ShortDigest(p.Digest), err)
+			}
+			if len(b) > maxGzipBlob {
+				return nil, fmt.Errorf("qcow2-compressed plan %s is over %d bytes", ShortDigest(p.Digest), maxGzipBlob)
+			}
+			plan, err := ParseQcow2c(b)
+			if err != nil {
+				return nil, err
+			}
+			return pipe(in, in.key+"|"+OpQcow2Compressed+":"+p.Digest, plan.FileSize, func(w io.Writer, r io.Reader) error {
+				return plan.Write(w, r, runtime.NumCPU())
+			}), nil
+		},
+	})
+}
