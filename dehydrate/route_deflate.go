@@ -2,7 +2,6 @@ package dehydrate
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,15 +11,12 @@ import (
 	"io"
 	"os"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/rehydrator/rehydrator/internal/diskview"
-	"github.com/rehydrator/rehydrator/internal/workpool"
 	"github.com/rehydrator/rehydrator/ociarchive"
 	"github.com/rehydrator/rehydrator/qcow2"
-	"github.com/rehydrator/rehydrator/reflate"
 	"github.com/rehydrator/rehydrator/rehydrate"
 )
 
@@ -253,10 +249,6 @@ func (j *job) prove(ctx context.Context, c *candidate) error {
 	return nil
 }
 
-// qcMergeZeros is the shortest run of zeros that splits the verbatim bytes of a compressed
-// qcow2 into two runs (a shorter one costs less inline than a new run's header).
-const qcMergeZeros = 32
-
 // qcow2cCandidate: a qcow2 with compressed clusters (nutanix) as a delta of guest views, then
 // qcow2-compressed with the file's bytes outside the compressed streams verbatim and
 // reflate's reconstruction data for each stream.
@@ -270,78 +262,12 @@ func qcow2cCandidate(ctx context.Context, j *job) (*candidate, string, error) {
 	if err != nil {
 		return nil, "", nil // the qcow2 routes say why
 	}
-	cc, err := img.CompressedClusters()
-	if err != nil {
-		return nil, fmt.Sprintf("compressed clusters not read: %v", err), nil
-	}
-	if len(cc) == 0 {
+	planBlob, st, err := rehydrate.SplitQcow2c(ctx, target, tsize, j.opt.Jobs)
+	if errors.Is(err, rehydrate.ErrNoCompressed) {
 		return nil, "", nil
 	}
-	cb := uint(img.Header().ClusterBits)
-	cs := int64(1) << cb
-	sort.Slice(cc, func(a, b int) bool { return cc[a].Host < cc[b].Host })
-	for i := 1; i < len(cc); i++ {
-		if cc[i].Guest <= cc[i-1].Guest || cc[i].Host < cc[i-1].Host+cc[i-1].Len {
-			return nil, "compressed clusters out of guest order or overlapping: left to the other routes", nil
-		}
-	}
-	pieces := make([]rehydrate.Qcow2cPiece, len(cc))
-	err = workpool.ForEach(ctx, len(cc), j.opt.Jobs, func(i int) error {
-		c := cc[i]
-		stream := make([]byte, c.Len)
-		if _, err := target.ReadAt(stream, c.Host); err != nil {
-			return err
-		}
-		var plain bytes.Buffer
-		recon, n, err := reflate.SplitStream(bytes.NewReader(stream), &plain)
-		if err != nil || n != c.Len || int64(len(recon))*2 > c.Len {
-			return nil // kept verbatim
-		}
-		guest := make([]byte, cs)
-		if _, err := img.ReadAt(guest[:min(cs, img.Size()-c.Guest)], c.Guest); err != nil {
-			return err
-		}
-		if !bytes.Equal(plain.Bytes(), guest) {
-			return nil
-		}
-		pieces[i] = rehydrate.Qcow2cPiece{Host: c.Host, Cluster: c.Guest >> cb, Stream: c.Len, Recon: recon}
-		return nil
-	})
 	if err != nil {
-		return nil, "", err
-	}
-	kept := pieces[:0]
-	var reconBytes int64
-	for _, p := range pieces {
-		if p.Stream > 0 {
-			kept = append(kept, p)
-			reconBytes += int64(len(p.Recon))
-		}
-	}
-	// Everything else of the file, less its runs of zeros, is kept as it is.
-	var verb []rehydrate.Qcow2cVerbatim
-	pos := int64(0)
-	for i := 0; i <= len(kept); i++ {
-		end := tsize
-		if i < len(kept) {
-			end = kept[i].Host
-		}
-		v, err := nonZeroRuns(target, pos, end)
-		if err != nil {
-			return nil, "", err
-		}
-		verb = append(verb, v...)
-		if i < len(kept) {
-			pos = kept[i].Host + kept[i].Stream
-		}
-	}
-	var verbBytes int64
-	for _, v := range verb {
-		verbBytes += int64(len(v.Data))
-	}
-	planBlob, err := rehydrate.EncodeQcow2c(tsize, img.Size(), cb, verb, kept)
-	if err != nil {
-		return nil, "", err
+		return nil, fmt.Sprintf("compressed clusters not split (%v): left to the other routes", err), nil
 	}
 	pb, err := writeBlob(j.blobDir, func(w io.Writer) error { _, err := w.Write(planBlob); return err })
 	if err != nil {
@@ -352,7 +278,7 @@ func qcow2cCandidate(ctx context.Context, j *job) (*candidate, string, error) {
 	}
 	pb.role = "delta"
 	j.say("%s: %d of %d compressed clusters rebuilt by reflate (%d bytes of reconstruction data), %d bytes kept verbatim",
-		j.art.Name, len(kept), len(cc), reconBytes, verbBytes)
+		j.art.Name, st.Rebuilt, st.Clusters, st.Recon, st.Verbatim)
 	base, err := openBaseline(j.files[j.base])
 	if err != nil {
 		return nil, "", err
@@ -366,45 +292,4 @@ func qcow2cCandidate(ctx context.Context, j *job) (*candidate, string, error) {
 	}
 	c.blobs = append(c.blobs, pb)
 	return c, "", nil
-}
-
-// nonZeroRuns reads [from, to) of r and returns its bytes less the runs of at least
-// qcMergeZeros zeros.
-func nonZeroRuns(r io.ReaderAt, from, to int64) ([]rehydrate.Qcow2cVerbatim, error) {
-	var out []rehydrate.Qcow2cVerbatim
-	buf := make([]byte, 1<<20)
-	var cur *rehydrate.Qcow2cVerbatim
-	zeros := 0 // zeros at the end of cur, not yet known to split it
-	for off := from; off < to; {
-		n := int(min(int64(len(buf)), to-off))
-		if _, err := r.ReadAt(buf[:n], off); err != nil {
-			return nil, err
-		}
-		for i, c := range buf[:n] {
-			if c == 0 {
-				if cur != nil {
-					zeros++
-					if zeros >= qcMergeZeros {
-						cur.Data = cur.Data[:len(cur.Data)-zeros+1]
-						out = append(out, *cur)
-						cur, zeros = nil, 0
-						continue
-					}
-					cur.Data = append(cur.Data, 0)
-				}
-				continue
-			}
-			if cur == nil {
-				cur = &rehydrate.Qcow2cVerbatim{Host: off + int64(i)}
-			}
-			cur.Data = append(cur.Data, c)
-			zeros = 0
-		}
-		off += int64(n)
-	}
-	if cur != nil {
-		cur.Data = cur.Data[:len(cur.Data)-zeros]
-		out = append(out, *cur)
-	}
-	return out, nil
 }

@@ -3,6 +3,7 @@ package rehydrate
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"runtime"
 	"sort"
 
+	"github.com/rehydrator/rehydrator/internal/workpool"
+	"github.com/rehydrator/rehydrator/qcow2"
 	"github.com/rehydrator/rehydrator/reflate"
 )
 
@@ -365,4 +368,140 @@ func init() {
 			}), nil
 		},
 	})
+}
+
+// ErrNoCompressed marks a qcow2 without compressed clusters: qcow2-encode's business.
+var ErrNoCompressed = errors.New("qcow2 has no compressed clusters")
+
+// Qcow2cStats says what SplitQcow2c made of a file.
+type Qcow2cStats struct {
+	Clusters, Rebuilt int   // compressed clusters, and those reflate rebuilds
+	Recon, Verbatim   int64 // bytes of reconstruction data, and of the file kept verbatim
+}
+
+// qcMergeZeros is the shortest run of zeros that splits the verbatim bytes in two (a shorter
+// one costs less inline than a new run's header).
+const qcMergeZeros = 32
+
+// SplitQcow2c makes the plan blob of qcow2-compressed for the size-byte qcow2 file in r: each
+// compressed cluster's deflate stream split by reflate on jobs goroutines (kept verbatim where
+// its reconstruction data would be over half the stream, or it does not split), everything
+// else of the file, less its runs of zeros, verbatim.
+func SplitQcow2c(ctx context.Context, r io.ReaderAt, size int64, jobs int) ([]byte, Qcow2cStats, error) {
+	var st Qcow2cStats
+	img, err := qcow2.Open(r, size)
+	if err != nil {
+		return nil, st, err
+	}
+	cc, err := img.CompressedClusters()
+	if err != nil {
+		return nil, st, err
+	}
+	if len(cc) == 0 {
+		return nil, st, ErrNoCompressed
+	}
+	st.Clusters = len(cc)
+	cb := uint(img.Header().ClusterBits)
+	cs := int64(1) << cb
+	sort.Slice(cc, func(a, b int) bool { return cc[a].Host < cc[b].Host })
+	for i := 1; i < len(cc); i++ {
+		if cc[i].Guest <= cc[i-1].Guest || cc[i].Host < cc[i-1].Host+cc[i-1].Len {
+			return nil, st, fmt.Errorf("%w: compressed clusters out of guest order or overlapping at host offset %#x", errQcPlan, cc[i].Host)
+		}
+	}
+	pieces := make([]Qcow2cPiece, len(cc))
+	err = workpool.ForEach(ctx, len(cc), jobs, func(i int) error {
+		c := cc[i]
+		stream := make([]byte, c.Len)
+		if _, err := r.ReadAt(stream, c.Host); err != nil {
+			return err
+		}
+		var plain bytes.Buffer
+		recon, n, err := reflate.SplitStream(bytes.NewReader(stream), &plain)
+		if err != nil || n != c.Len || int64(len(recon))*2 > c.Len {
+			return nil // kept verbatim
+		}
+		guest := make([]byte, cs)
+		if _, err := img.ReadAt(guest[:min(cs, img.Size()-c.Guest)], c.Guest); err != nil {
+			return err
+		}
+		if !bytes.Equal(plain.Bytes(), guest) {
+			return nil
+		}
+		pieces[i] = Qcow2cPiece{Host: c.Host, Cluster: c.Guest >> cb, Stream: c.Len, Recon: recon}
+		return nil
+	})
+	if err != nil {
+		return nil, st, err
+	}
+	kept := pieces[:0]
+	for _, p := range pieces {
+		if p.Stream > 0 {
+			kept = append(kept, p)
+			st.Recon += int64(len(p.Recon))
+		}
+	}
+	st.Rebuilt = len(kept)
+	var verb []Qcow2cVerbatim
+	pos := int64(0)
+	for i := 0; i <= len(kept); i++ {
+		end := size
+		if i < len(kept) {
+			end = kept[i].Host
+		}
+		v, err := nonZeroRuns(r, pos, end)
+		if err != nil {
+			return nil, st, err
+		}
+		for _, x := range v {
+			st.Verbatim += int64(len(x.Data))
+		}
+		verb = append(verb, v...)
+		if i < len(kept) {
+			pos = kept[i].Host + kept[i].Stream
+		}
+	}
+	blob, err := EncodeQcow2c(size, img.Size(), cb, verb, kept)
+	return blob, st, err
+}
+
+// nonZeroRuns reads [from, to) of r and returns its bytes less the runs of at least
+// qcMergeZeros zeros.
+func nonZeroRuns(r io.ReaderAt, from, to int64) ([]Qcow2cVerbatim, error) {
+	var out []Qcow2cVerbatim
+	buf := make([]byte, 1<<20)
+	var cur *Qcow2cVerbatim
+	zeros := 0 // zeros at the end of cur, not yet known to split it
+	for off := from; off < to; {
+		n := int(min(int64(len(buf)), to-off))
+		if _, err := r.ReadAt(buf[:n], off); err != nil {
+			return nil, err
+		}
+		for i, c := range buf[:n] {
+			if c == 0 {
+				if cur != nil {
+					zeros++
+					if zeros >= qcMergeZeros {
+						cur.Data = cur.Data[:len(cur.Data)-zeros+1]
+						out = append(out, *cur)
+						cur, zeros = nil, 0
+						continue
+					}
+					cur.Data = append(cur.Data, 0)
+				}
+				continue
+			}
+			if cur == nil {
+				cur = &Qcow2cVerbatim{Host: off + int64(i)}
+			}
+			cur.Data = append(cur.Data, c)
+			zeros = 0
+		}
+		off += int64(n)
+	}
+	if cur != nil {
+		cur.Data = cur.Data[:len(cur.Data)-zeros]
+		out = append(out, *cur)
+	}
+	return out, nil
 }
