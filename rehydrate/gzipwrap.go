@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 
 	"github.com/rehydrator/rehydrator/reflate"
@@ -106,7 +107,9 @@ func (c *countWriter) Write(p []byte) (int, error) {
 //
 // Blob: "RGZ" 1, the member count, then per member its header (length, bytes), plain length,
 // deflate stream length, reflate reconstruction data (length, bytes) and 8-byte trailer, then the bytes that follow
-// the last member (length, bytes). Integers are unsigned varints.
+// the last member (length, bytes), and the CRC-32 of all that (4 bytes, little-endian): the
+// headers and trailers are written as they are, so the checksum is what keeps a damaged blob
+// from writing a wrong file. Integers are unsigned varints.
 func GzipSplit(r io.Reader, plain io.Writer) ([]byte, int64, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	cw := &countWriter{w: plain}
@@ -158,7 +161,8 @@ func GzipSplit(r io.Reader, plain io.Writer) ([]byte, int64, error) {
 		out = append(out, m...)
 	}
 	out = binary.AppendUvarint(out, uint64(len(tail)))
-	return append(out, tail...), cw.n, nil
+	out = append(out, tail...)
+	return binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE(out)), cw.n, nil
 }
 
 // gzMember is one member of a parsed reconstruction blob.
@@ -186,8 +190,12 @@ func parseGzipBlob(b []byte) (*gzipBlob, error) {
 	bad := func(what string) error {
 		return fmt.Errorf("gzip reconstruction blob: %s (the blob is damaged: rebuild the image)", what)
 	}
-	if !bytes.HasPrefix(b, []byte(gzMagic)) {
+	if !bytes.HasPrefix(b, []byte(gzMagic)) || len(b) < len(gzMagic)+4 {
 		return nil, bad("no RGZ1 magic")
+	}
+	sum := binary.LittleEndian.Uint32(b[len(b)-4:])
+	if b = b[:len(b)-4]; crc32.ChecksumIEEE(b) != sum {
+		return nil, bad("checksum mismatch")
 	}
 	b = b[len(gzMagic):]
 	uv := func(limit uint64) (uint64, bool) {

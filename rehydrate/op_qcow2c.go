@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"runtime"
 	"sort"
@@ -29,11 +30,13 @@ const OpQcow2Compressed = "qcow2-compressed"
 
 const qcMagic = "RQC\x01"
 
-// Qcow2cPiece is one compressed cluster of a plan: its stream at Host, Stream bytes long,
-// rebuilt from guest cluster Cluster and Recon.
+// Qcow2cPiece is one guest cluster in the file: a compressed cluster's stream at Host, Stream
+// bytes long, rebuilt from guest cluster Cluster and Recon; or, when Raw, the first Stream
+// bytes of the cluster as they are (a cluster qemu did not compress).
 type Qcow2cPiece struct {
 	Host, Cluster, Stream int64
 	Recon                 []byte
+	Raw                   bool
 }
 
 // Qcow2cVerbatim is a run of file bytes kept as they are.
@@ -92,8 +95,12 @@ func EncodeQcow2c(fileSize, guestSize int64, clusterBits uint, verbatim []Qcow2c
 			out = append(out, 0)
 			out = binary.AppendUvarint(out, uint64(len(it.data)))
 			out = append(out, it.data...)
+		} else if pc := it.piece; pc.Raw {
+			out = append(out, 2)
+			out = binary.AppendUvarint(out, uint64(pc.Cluster-next))
+			out = binary.AppendUvarint(out, uint64(pc.Stream))
+			next = pc.Cluster + 1
 		} else {
-			pc := it.piece
 			out = append(out, 1)
 			out = binary.AppendUvarint(out, uint64(pc.Cluster-next))
 			out = binary.AppendUvarint(out, uint64(pc.Stream))
@@ -103,7 +110,7 @@ func EncodeQcow2c(fileSize, guestSize int64, clusterBits uint, verbatim []Qcow2c
 		}
 		pos = it.host + it.len()
 	}
-	return out, nil
+	return binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE(out)), nil
 }
 
 func sortItems(items []qcItem) {
@@ -125,7 +132,7 @@ func (p *Qcow2cPlan) check() error {
 			return fmt.Errorf("%w: item %d at %d (%d bytes) overlaps the one before or leaves the %d-byte file", errQcPlan, i, it.host, it.len(), p.FileSize)
 		}
 		if pc := it.piece; pc != nil {
-			if pc.Cluster < next || pc.Cluster >= clusters {
+			if pc.Cluster < next || pc.Cluster >= clusters || (pc.Raw && pc.Stream > 1<<p.ClusterBits) {
 				return fmt.Errorf("%w: item %d: guest cluster %d out of order or past the guest's %d", errQcPlan, i, pc.Cluster, clusters)
 			}
 			next = pc.Cluster + 1
@@ -140,8 +147,14 @@ func ParseQcow2c(b []byte) (*Qcow2cPlan, error) {
 	bad := func(what string) error {
 		return fmt.Errorf("%w: %s (the blob is damaged: rebuild the image)", errQcPlan, what)
 	}
-	if !bytes.HasPrefix(b, []byte(qcMagic)) {
+	if !bytes.HasPrefix(b, []byte(qcMagic)) || len(b) < len(qcMagic)+4 {
 		return nil, bad("no RQC1 magic")
+	}
+	// The verbatim bytes are written as they are: the checksum keeps a damaged plan from
+	// writing a wrong file.
+	sum := binary.LittleEndian.Uint32(b[len(b)-4:])
+	if b = b[:len(b)-4]; crc32.ChecksumIEEE(b) != sum {
+		return nil, bad("checksum mismatch")
 	}
 	b = b[len(qcMagic):]
 	uv := func() (int64, bool) {
@@ -200,6 +213,14 @@ func ParseQcow2c(b []byte) (*Qcow2cPlan, error) {
 			}
 			it.piece = &Qcow2cPiece{Host: it.host, Cluster: next + dc, Stream: sl, Recon: r}
 			next = it.piece.Cluster + 1
+		case 2:
+			dc, ok1 := uv()
+			sl, ok2 := uv()
+			if !ok1 || !ok2 {
+				return nil, bad(fmt.Sprintf("item %d: cluster", i))
+			}
+			it.piece = &Qcow2cPiece{Host: it.host, Cluster: next + dc, Stream: sl, Raw: true}
+			next = it.piece.Cluster + 1
 		default:
 			return nil, bad(fmt.Sprintf("item %d of kind %d", i, kind))
 		}
@@ -257,6 +278,8 @@ func (p *Qcow2cPlan) Write(w io.Writer, guest io.Reader, workers int) error {
 				next = pc.Cluster + 1
 				if err != nil {
 					s.done <- result{err: fmt.Errorf("guest cluster %d: %w", pc.Cluster, err)}
+				} else if pc.Raw {
+					s.done <- result{out: buf[:pc.Stream]}
 				} else {
 					f := func() {
 						var out bytes.Buffer
@@ -376,6 +399,7 @@ var ErrNoCompressed = errors.New("qcow2 has no compressed clusters")
 // Qcow2cStats says what SplitQcow2c made of a file.
 type Qcow2cStats struct {
 	Clusters, Rebuilt int   // compressed clusters, and those reflate rebuilds
+	Raw               int   // uncompressed clusters copied from the guest
 	Recon, Verbatim   int64 // bytes of reconstruction data, and of the file kept verbatim
 }
 
@@ -403,12 +427,6 @@ func SplitQcow2c(ctx context.Context, r io.ReaderAt, size int64, jobs int) ([]by
 	st.Clusters = len(cc)
 	cb := uint(img.Header().ClusterBits)
 	cs := int64(1) << cb
-	sort.Slice(cc, func(a, b int) bool { return cc[a].Host < cc[b].Host })
-	for i := 1; i < len(cc); i++ {
-		if cc[i].Guest <= cc[i-1].Guest || cc[i].Host < cc[i-1].Host+cc[i-1].Len {
-			return nil, st, fmt.Errorf("%w: compressed clusters out of guest order or overlapping at host offset %#x", errQcPlan, cc[i].Host)
-		}
-	}
 	pieces := make([]Qcow2cPiece, len(cc))
 	err = workpool.ForEach(ctx, len(cc), jobs, func(i int) error {
 		c := cc[i]
@@ -434,14 +452,30 @@ func SplitQcow2c(ctx context.Context, r io.ReaderAt, size int64, jobs int) ([]by
 	if err != nil {
 		return nil, st, err
 	}
-	kept := pieces[:0]
+	raw, err := rawClusters(r, size, img)
+	if err != nil {
+		return nil, st, err
+	}
+	pieces = append(pieces, raw...)
+	sort.Slice(pieces, func(a, b int) bool { return pieces[a].Host < pieces[b].Host })
+	// The guest is read forward: a cluster out of guest order, or overlapping the one before
+	// (a damaged file), stays in the verbatim bytes.
+	var kept []Qcow2cPiece
 	for _, p := range pieces {
-		if p.Stream > 0 {
-			kept = append(kept, p)
+		if p.Stream == 0 {
+			continue
+		}
+		if k := len(kept) - 1; k >= 0 && (p.Cluster <= kept[k].Cluster || p.Host < kept[k].Host+kept[k].Stream) {
+			continue
+		}
+		kept = append(kept, p)
+		if p.Raw {
+			st.Raw++
+		} else {
+			st.Rebuilt++
 			st.Recon += int64(len(p.Recon))
 		}
 	}
-	st.Rebuilt = len(kept)
 	var verb []Qcow2cVerbatim
 	pos := int64(0)
 	for i := 0; i <= len(kept); i++ {
@@ -502,6 +536,57 @@ func nonZeroRuns(r io.ReaderAt, from, to int64) ([]Qcow2cVerbatim, error) {
 	if cur != nil {
 		cur.Data = cur.Data[:len(cur.Data)-zeros]
 		out = append(out, *cur)
+	}
+	return out, nil
+}
+
+// rawClusters lists the clusters qemu stored uncompressed whose bytes in the file are the
+// guest's (all of them, in a sound file), from the L1 and L2 tables.
+func rawClusters(r io.ReaderAt, size int64, img *qcow2.Image) ([]Qcow2cPiece, error) {
+	h := img.Header()
+	cb := uint(h.ClusterBits)
+	cs := int64(1) << cb
+	l2Bits := cb - 3
+	if h.IncompatibleFeatures&qcow2.IncompatExtendedL2 != 0 || h.L1Size > 1<<24 {
+		return nil, nil
+	}
+	const offMask = 0x00fffffffffffe00
+	l1 := make([]byte, 8*int64(h.L1Size))
+	if _, err := r.ReadAt(l1, int64(h.L1TableOffset)); err != nil {
+		return nil, fmt.Errorf("qcow2 L1 table: %w", err)
+	}
+	clusters := (img.Size() + cs - 1) >> cb
+	var out []Qcow2cPiece
+	l2 := make([]byte, cs)
+	file := make([]byte, cs)
+	guest := make([]byte, cs)
+	for i := int64(0); i < int64(h.L1Size); i++ {
+		t := int64(binary.BigEndian.Uint64(l1[8*i:]) & offMask)
+		if t == 0 {
+			continue
+		}
+		if _, err := r.ReadAt(l2, t); err != nil {
+			return nil, fmt.Errorf("qcow2 L2 table at %#x: %w", t, err)
+		}
+		for k := int64(0); k < cs/8; k++ {
+			e := binary.BigEndian.Uint64(l2[8*k:])
+			c := i<<l2Bits | k
+			host := int64(e & offMask)
+			if e&(1<<62) != 0 || e&1 != 0 || host == 0 || c >= clusters || host >= size {
+				continue
+			}
+			n := min(cs, size-host)
+			if _, err := r.ReadAt(file[:n], host); err != nil {
+				return nil, err
+			}
+			clear(guest)
+			if _, err := img.ReadAt(guest[:min(cs, img.Size()-c<<cb)], c<<cb); err != nil {
+				return nil, err
+			}
+			if bytes.Equal(file[:n], guest[:n]) {
+				out = append(out, Qcow2cPiece{Host: host, Cluster: c, Stream: n, Raw: true})
+			}
+		}
 	}
 	return out, nil
 }
