@@ -326,9 +326,14 @@ func TestQcow2Compressed(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("%d bytes: %+v, plan %d bytes", len(file), st, len(blob))
-			if st.Clusters == 0 || st.Rebuilt == 0 {
-				t.Fatalf("%+v: no compressed cluster rebuilt", st)
+			if st.Clusters == 0 || st.Rebuilt == 0 || st.Raw == 0 {
+				t.Fatalf("%+v: no compressed cluster rebuilt, or no uncompressed one copied", st)
 			}
+			plan, err := ParseQcow2c(blob)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d clusters out of guest order", plan.OutOfOrder())
 			c := formatCase{"nutanix", file, guest, Step{Op: OpQcow2Compressed, Blob: digestOf(blob)}}
 			r, blobs := recipeFor(c, guest)
 			r.Blobs = append(r.Blobs, Blob{Digest: digestOf(blob), Size: int64(len(blob))})
@@ -375,7 +380,8 @@ func TestQcow2cPlanRefuses(t *testing.T) {
 		p []Qcow2cPiece
 	}{
 		"overlap":      {[]Qcow2cVerbatim{{Host: 0, Data: make([]byte, 100)}}, []Qcow2cPiece{{Host: 50, Cluster: 0, Stream: 10}}},
-		"out of order": {nil, []Qcow2cPiece{{Host: 50, Cluster: 2, Stream: 10}, {Host: 70, Cluster: 1, Stream: 10}}},
+		"twice":        {nil, []Qcow2cPiece{{Host: 50, Cluster: 2, Stream: 10}, {Host: 70, Cluster: 2, Stream: 10}}},
+		"past guest":   {nil, []Qcow2cPiece{{Host: 50, Cluster: 16, Stream: 10}}},
 		"past the end": {[]Qcow2cVerbatim{{Host: 1<<20 - 2, Data: make([]byte, 4)}}, nil},
 	} {
 		if _, err := EncodeQcow2c(1<<20, 1<<20, 16, c.v, c.p); err == nil {

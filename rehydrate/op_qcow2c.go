@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"io"
 	"runtime"
+	"slices"
 	"sort"
 
 	"github.com/rehydrator/rehydrator/internal/workpool"
@@ -97,12 +98,12 @@ func EncodeQcow2c(fileSize, guestSize int64, clusterBits uint, verbatim []Qcow2c
 			out = append(out, it.data...)
 		} else if pc := it.piece; pc.Raw {
 			out = append(out, 2)
-			out = binary.AppendUvarint(out, uint64(pc.Cluster-next))
+			out = binary.AppendVarint(out, pc.Cluster-next)
 			out = binary.AppendUvarint(out, uint64(pc.Stream))
 			next = pc.Cluster + 1
 		} else {
 			out = append(out, 1)
-			out = binary.AppendUvarint(out, uint64(pc.Cluster-next))
+			out = binary.AppendVarint(out, pc.Cluster-next)
 			out = binary.AppendUvarint(out, uint64(pc.Stream))
 			out = binary.AppendUvarint(out, uint64(len(pc.Recon)))
 			out = append(out, pc.Recon...)
@@ -119,28 +120,56 @@ func sortItems(items []qcItem) {
 
 var errQcPlan = errors.New("qcow2-compressed plan")
 
-// check: items in host order, not overlapping, inside the file; clusters rising and inside
-// the guest.
+// maxStash bounds the guest clusters held in memory for pieces that come after the guest
+// stream has passed them: qemu-img convert writes clusters it could not compress when their
+// turn comes, after some compressed ones that follow them in the guest.
+const maxStash = 64 << 20
+
+// check: items in host order, not overlapping, inside the file; each cluster inside the
+// guest, at most once, and those out of guest order few enough to hold in memory.
 func (p *Qcow2cPlan) check() error {
 	if p.ClusterBits < 9 || p.ClusterBits > 21 || p.FileSize < 0 || p.GuestSize < 0 {
 		return fmt.Errorf("%w: cluster bits %d, file size %d, guest size %d", errQcPlan, p.ClusterBits, p.FileSize, p.GuestSize)
 	}
 	clusters := (p.GuestSize + 1<<p.ClusterBits - 1) >> p.ClusterBits
-	pos, next := int64(0), int64(0)
+	pos := int64(0)
+	seen := map[int64]bool{}
 	for i, it := range p.items {
 		if it.host < pos || it.len() <= 0 || it.host+it.len() > p.FileSize {
 			return fmt.Errorf("%w: item %d at %d (%d bytes) overlaps the one before or leaves the %d-byte file", errQcPlan, i, it.host, it.len(), p.FileSize)
 		}
 		if pc := it.piece; pc != nil {
-			if pc.Cluster < next || pc.Cluster >= clusters || (pc.Raw && pc.Stream > 1<<p.ClusterBits) {
-				return fmt.Errorf("%w: item %d: guest cluster %d out of order or past the guest's %d", errQcPlan, i, pc.Cluster, clusters)
+			if pc.Cluster < 0 || pc.Cluster >= clusters || seen[pc.Cluster] || (pc.Raw && pc.Stream > 1<<p.ClusterBits) {
+				return fmt.Errorf("%w: item %d: guest cluster %d twice or past the guest's %d", errQcPlan, i, pc.Cluster, clusters)
 			}
-			next = pc.Cluster + 1
+			seen[pc.Cluster] = true
 		}
 		pos = it.host + it.len()
 	}
+	if n := int64(len(p.stashed())); n<<p.ClusterBits > maxStash {
+		return fmt.Errorf("%w: %d guest clusters out of order, more than the %d bytes held in memory", errQcPlan, n, maxStash)
+	}
 	return nil
 }
+
+// stashed lists the clusters whose pieces come after the guest stream has passed them.
+func (p *Qcow2cPlan) stashed() map[int64]bool {
+	out := map[int64]bool{}
+	next := int64(0)
+	for _, it := range p.items {
+		if pc := it.piece; pc != nil {
+			if pc.Cluster < next {
+				out[pc.Cluster] = true
+			}
+			next = max(next, pc.Cluster+1)
+		}
+	}
+	return out
+}
+
+// OutOfOrder says how many of the pieces' clusters come after the guest stream has passed
+// them (each is held in memory until then).
+func (p *Qcow2cPlan) OutOfOrder() int { return len(p.stashed()) }
 
 // ParseQcow2c parses a plan blob.
 func ParseQcow2c(b []byte) (*Qcow2cPlan, error) {
@@ -164,6 +193,14 @@ func ParseQcow2c(b []byte) (*Qcow2cPlan, error) {
 		}
 		b = b[k:]
 		return int64(v), true
+	}
+	sv := func() (int64, bool) {
+		v, k := binary.Varint(b)
+		if k <= 0 || v > 1<<40 || v < -1<<40 {
+			return 0, false
+		}
+		b = b[k:]
+		return v, true
 	}
 	take := func(n int64) ([]byte, bool) {
 		if n > int64(len(b)) {
@@ -204,7 +241,7 @@ func ParseQcow2c(b []byte) (*Qcow2cPlan, error) {
 			}
 			it.data = d
 		case 1:
-			dc, ok1 := uv()
+			dc, ok1 := sv()
 			sl, ok2 := uv()
 			rl, ok3 := uv()
 			r, ok4 := take(rl)
@@ -214,7 +251,7 @@ func ParseQcow2c(b []byte) (*Qcow2cPlan, error) {
 			it.piece = &Qcow2cPiece{Host: it.host, Cluster: next + dc, Stream: sl, Recon: r}
 			next = it.piece.Cluster + 1
 		case 2:
-			dc, ok1 := uv()
+			dc, ok1 := sv()
 			sl, ok2 := uv()
 			if !ok1 || !ok2 {
 				return nil, bad(fmt.Sprintf("item %d: cluster", i))
@@ -265,17 +302,43 @@ func (p *Qcow2cPlan) Write(w io.Writer, guest io.Reader, workers int) error {
 	go func() {
 		defer close(slots)
 		defer close(work)
+		later := p.stashed()
+		stash := map[int64][]byte{}
 		next := int64(0) // guest cluster the stream is at
+		// cluster reads guest cluster c, keeping those passed on the way that a later piece needs.
+		cluster := func(c int64) ([]byte, error) {
+			if c < next {
+				b, ok := stash[c]
+				if !ok {
+					return nil, errors.New("not kept in memory") // check forbids it
+				}
+				delete(stash, c)
+				return b, nil
+			}
+			for ; next <= c; next++ {
+				if next != c && !later[next] {
+					if err := skipClusters(guest, 1, min(cs, p.GuestSize-next*cs)); err != nil {
+						return nil, err
+					}
+					continue
+				}
+				buf := make([]byte, cs)
+				if err := readCluster(guest, buf, next, p.GuestSize, cs); err != nil {
+					return nil, err
+				}
+				if next == c {
+					next++
+					return buf, nil
+				}
+				stash[next] = buf
+			}
+			return nil, errors.New("not reached") // the loop returns at c
+		}
 		for i := range p.items {
 			it := &p.items[i]
 			s := slot{it: it, done: make(chan result, 1)}
 			if pc := it.piece; pc != nil {
-				buf := make([]byte, cs)
-				err := skipClusters(guest, pc.Cluster-next, cs)
-				if err == nil {
-					err = readCluster(guest, buf, pc.Cluster, p.GuestSize, cs)
-				}
-				next = pc.Cluster + 1
+				buf, err := cluster(pc.Cluster)
 				if err != nil {
 					s.done <- result{err: fmt.Errorf("guest cluster %d: %w", pc.Cluster, err)}
 				} else if pc.Raw {
@@ -458,17 +521,30 @@ func SplitQcow2c(ctx context.Context, r io.ReaderAt, size int64, jobs int) ([]by
 	}
 	pieces = append(pieces, raw...)
 	sort.Slice(pieces, func(a, b int) bool { return pieces[a].Host < pieces[b].Host })
-	// The guest is read forward: a cluster out of guest order, or overlapping the one before
-	// (a damaged file), stays in the verbatim bytes.
+	// A piece overlapping the one before (a damaged file) stays in the verbatim bytes; so do
+	// the pieces out of guest order when there are too many to hold in memory.
 	var kept []Qcow2cPiece
 	for _, p := range pieces {
 		if p.Stream == 0 {
 			continue
 		}
-		if k := len(kept) - 1; k >= 0 && (p.Cluster <= kept[k].Cluster || p.Host < kept[k].Host+kept[k].Stream) {
+		if k := len(kept) - 1; k >= 0 && p.Host < kept[k].Host+kept[k].Stream {
 			continue
 		}
 		kept = append(kept, p)
+	}
+	late := map[int64]bool{}
+	next := int64(0)
+	for _, p := range kept {
+		if p.Cluster < next {
+			late[p.Cluster] = true
+		}
+		next = max(next, p.Cluster+1)
+	}
+	if int64(len(late))<<cb > maxStash {
+		kept = slices.DeleteFunc(kept, func(p Qcow2cPiece) bool { return late[p.Cluster] })
+	}
+	for _, p := range kept {
 		if p.Raw {
 			st.Raw++
 		} else {
