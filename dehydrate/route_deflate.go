@@ -277,8 +277,8 @@ func qcow2cCandidate(ctx context.Context, j *job) (*candidate, string, error) {
 		return nil, "", err
 	}
 	pb.role = "delta"
-	j.say("%s: %d of %d compressed clusters rebuilt by reflate (%d bytes of reconstruction data), %d bytes kept verbatim",
-		j.art.Name, st.Rebuilt, st.Clusters, st.Recon, st.Verbatim)
+	j.say("%s: %d of %d compressed clusters rebuilt by reflate (%d bytes of reconstruction data), %d uncompressed ones copied from the guest, %d bytes kept verbatim",
+		j.art.Name, st.Rebuilt, st.Clusters, st.Recon, st.Raw, st.Verbatim)
 	base, err := openBaseline(j.files[j.base])
 	if err != nil {
 		return nil, "", err
