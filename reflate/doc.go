@@ -53,8 +53,9 @@
 //	method 0:          level+2 (1 byte), stream length, CRC-32 of the stream (4 bytes LE),
 //	                   plain length; nothing follows
 //	method 1:          level, windowBits, memLevel (1 byte each), stream length, CRC-32 (4
-//	                   bytes LE), plain length, 1 (the body is deflated), then the body: one
-//	                   compress/flate stream holding the chunk records, the last one flagged
+//	                   bytes LE), plain length, the body's coding (1 byte: 1 deflated, 0 as
+//	                   is, for a few small records), then the body: the chunk records (a
+//	                   compress/flate stream of them if deflated), the last one flagged
 //
 // A chunk record:
 //

@@ -129,7 +129,12 @@ func detect(c *chunk) modelCfg {
 		}
 		return bestN == 0
 	}
-	for _, wm := range likelyModels {
+	order := likelyModels
+	if fits(12) {
+		// No distance beyond a 4 KiB window: most likely qemu's clusters.
+		order = [][2]int{{12, 9}, {15, 8}, {15, 9}}
+	}
+	for _, wm := range order {
 		if !fits(wm[0]) {
 			continue
 		}

@@ -89,6 +89,7 @@ func splitStream(r io.Reader, plain io.Writer, tryGo bool) (recon []byte, n int6
 		}
 		prevOpen *block
 		rec      []byte
+		raw      = []byte{} // the records as they are, while they are small
 	)
 	for first := true; ; first = false {
 		c, err := p.next()
@@ -128,6 +129,11 @@ func splitStream(r io.Reader, plain io.Writer, tryGo bool) (recon []byte, n int6
 			prevOpen = &c.blocks[nb-1]
 		}
 		fw.Write(rec)
+		if raw != nil {
+			if raw = append(raw, rec...); len(raw) > 64<<10 {
+				raw = nil
+			}
+		}
 	}
 	fw.Close()
 	n = p.br.pos / 8
@@ -142,6 +148,10 @@ func splitStream(r io.Reader, plain io.Writer, tryGo bool) (recon []byte, n int6
 	out = binary.AppendUvarint(out, uint64(n))
 	out = binary.LittleEndian.AppendUint32(out, p.sum)
 	out = binary.AppendUvarint(out, uint64(plainLen))
+	if raw != nil && len(raw) <= body.Len() {
+		out = append(out, bodyRaw)
+		return append(out, raw...), n, nil
+	}
 	out = append(out, bodyDeflated)
 	return append(out, body.Bytes()...), n, nil
 }
@@ -515,7 +525,8 @@ type header struct {
 	n        uint64 // bytes of the stream
 	sum      uint32 // its CRC-32
 	plainLen uint64
-	body     []byte // zlib model: the deflated chunk records
+	coding   byte   // zlib model: how the body is coded
+	body     []byte // zlib model: the chunk records
 }
 
 func readHeader(recon []byte) (*header, error) {
@@ -550,8 +561,8 @@ func readHeader(recon []byte) (*header, error) {
 	h.sum = r.u32()
 	h.plainLen = r.uvarint(1 << 50)
 	if h.method == methodZlib {
-		if c := r.byte(); c != bodyDeflated && r.err == nil {
-			return nil, fmt.Errorf("%w: body coding %d", ErrCorrupt, c)
+		if h.coding = r.byte(); h.coding != bodyDeflated && h.coding != bodyRaw && r.err == nil {
+			return nil, fmt.Errorf("%w: body coding %d", ErrCorrupt, h.coding)
 		}
 		h.body = recon[len(recon)-br.Len():]
 	} else if br.Len() != 0 {
@@ -649,8 +660,13 @@ func rebuildZlib(w io.Writer, plain io.Reader, h *header) error {
 	sem := make(chan struct{}, workers)
 	go func() {
 		defer close(queue)
-		fr := flate.NewReader(bytes.NewReader(h.body))
-		r := &recReader{r: bufio.NewReader(fr)}
+		var br *bufio.Reader
+		if h.coding == bodyRaw {
+			br = bufio.NewReaderSize(bytes.NewReader(h.body), 512)
+		} else {
+			br = bufio.NewReader(flate.NewReader(bytes.NewReader(h.body)))
+		}
+		r := &recReader{r: br}
 		pr := bufio.NewReaderSize(plain, 1<<16)
 		var hist []byte
 		var prevOpen *block
@@ -675,7 +691,7 @@ func rebuildZlib(w io.Writer, plain io.Reader, h *header) error {
 				if _, e := r.r.ReadByte(); c.last && err == nil && e != io.EOF {
 					err = fmt.Errorf("%w: records after the last chunk, or a truncated body", ErrCorrupt)
 				} else if e == nil {
-					r.r.(*bufio.Reader).UnreadByte()
+					br.UnreadByte()
 				}
 			}
 			j.c, j.cs, j.err = c, cs, err
