@@ -91,6 +91,19 @@ func splitStream(r io.Reader, plain io.Writer, tryGo bool) (recon []byte, n int6
 		rec      []byte
 		raw      = []byte{} // the records as they are, while they are small
 	)
+	checked := make(chan error, 1)
+	checking := false
+	wait := func() error {
+		if !checking {
+			return nil
+		}
+		checking = false
+		if err := <-checked; err != nil {
+			return fmt.Errorf("reflate: checking the reconstruction: %w", err)
+		}
+		return nil
+	}
+	defer wait()
 	for first := true; ; first = false {
 		c, err := p.next()
 		if err != nil {
@@ -115,15 +128,19 @@ func splitStream(r io.Reader, plain io.Writer, tryGo bool) (recon []byte, n int6
 		}
 		pend.valid, pend.len, pend.dist = z.pendValid, z.pendLen, z.pendDist
 		rec = appendChunk(rec[:0], c, cs, m)
-		// Check: rebuild the chunk from its record alone.
-		rc, rcs, err := readChunk(&recReader{r: bytes.NewReader(rec)}, prevOpen)
-		if err == nil {
-			rc.place(c.data, c.hist)
-			_, _, err = rebuildChunk(m, rc, rcs)
+		// Check: rebuild the chunk from its record alone, while the next chunk is worked on.
+		if err := wait(); err != nil {
+			return nil, 0, err
 		}
-		if err != nil {
-			return nil, 0, fmt.Errorf("reflate: checking the reconstruction: %w", err)
-		}
+		checking = true
+		go func(rec []byte, c *chunk, prevOpen *block) {
+			rc, rcs, err := readChunk(&recReader{r: bytes.NewReader(rec)}, prevOpen)
+			if err == nil {
+				rc.place(c.data, c.hist)
+				_, _, err = rebuildChunk(m, rc, rcs)
+			}
+			checked <- err
+		}(bytes.Clone(rec), c, prevOpen)
 		prevOpen = nil
 		if nb := len(c.blocks); nb > 0 && c.blocks[nb-1].open {
 			prevOpen = &c.blocks[nb-1]
@@ -136,6 +153,9 @@ func splitStream(r io.Reader, plain io.Writer, tryGo bool) (recon []byte, n int6
 		}
 	}
 	fw.Close()
+	if err := wait(); err != nil {
+		return nil, 0, err
+	}
 	n = p.br.pos / 8
 	out := append([]byte(magic), version)
 	if level, ok := g.finish(n); ok {
