@@ -73,11 +73,19 @@ func splitStream(r io.Reader, plain io.Writer, tryGo bool) (recon []byte, n int6
 		br = bufio.NewReader(r)
 	}
 	p := &parser{br: &bitReader{r: br}}
+	// The compress/flate check starts after the first chunk, and only if the zlib model did
+	// not predict every token of it (as it does for zlib's own streams, which then need no
+	// compress/flate runs): the first chunk's stream bytes are kept until then.
 	var g *goCheck
-	if tryGo {
-		g = newGoCheck()
-		p.sink = g.add
+	var firstBytes []byte
+	p.sink = func(b []byte) {
+		if g != nil {
+			g.add(b)
+		} else if tryGo && firstBytes != nil {
+			firstBytes = append(firstBytes, b...)
+		}
 	}
+	firstBytes = []byte{}
 	var body bytes.Buffer
 	fw, _ := flate.NewWriter(&body, flate.BestCompression)
 	var (
@@ -117,7 +125,6 @@ func splitStream(r io.Reader, plain io.Writer, tryGo bool) (recon []byte, n int6
 			return nil, 0, err
 		}
 		plainLen += int64(len(own))
-		g.feed(own)
 		if first {
 			m = detect(c)
 		}
@@ -127,6 +134,12 @@ func splitStream(r io.Reader, plain io.Writer, tryGo bool) (recon []byte, n int6
 			return nil, 0, fmt.Errorf("reflate: %w", err)
 		}
 		pend.valid, pend.len, pend.dist = z.pendValid, z.pendLen, z.pendDist
+		if first && len(cs) > 0 && tryGo {
+			g = newGoCheck()
+			g.add(firstBytes)
+		}
+		firstBytes = nil
+		g.feed(own)
 		rec = appendChunk(rec[:0], c, cs, m)
 		// Check: rebuild the chunk from its record alone, while the next chunk is worked on.
 		if err := wait(); err != nil {
