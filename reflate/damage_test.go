@@ -9,6 +9,14 @@ import (
 // TestDamage: a changed byte of plain data or of the reconstruction data gives an error,
 // never a different stream.
 func TestDamage(t *testing.T) {
+	defer func(a, b int) { chunkTarget, chunkMax = a, b }(chunkTarget, chunkMax)
+	for _, size := range []int{1 << 20, 8 << 10} {
+		chunkTarget, chunkMax = size, 2*size
+		damage(t)
+	}
+}
+
+func damage(t *testing.T) {
 	data := inputs(t)["text"]
 	comp := pyZlib(t, data, 6)
 	plain, recon, _, err := Split(comp)

@@ -40,7 +40,13 @@
 //   - Block types, block sizes (in tokens; stored blocks in bytes), the padding bits before
 //     stored blocks and after the final block are stored as they are: a few bytes per block.
 //   - A stream that this build's compress/flate makes at some level from the plain data (in
-//     any sequence of Writes, then Close) is stored as that level alone.
+//     any sequence of Writes, then Close) is stored as that level alone. The check runs
+//     alongside the split, each level dropping out at its first different byte, and only
+//     when the model misses tokens of the first chunk.
+//
+// SplitGzip, SplitZlib and RebuildGzip do the same for a whole gzip file (every member, the
+// headers kept verbatim, the trailers checked and computed again) and for a zlib stream; see
+// gzip.go for their format.
 //
 // Nothing wrong is written silently: each chunk's CRC-32 is recorded, and RebuildStream checks
 // a rebuilt chunk before it writes it; the stream's length and CRC-32 are checked at its end.
