@@ -64,3 +64,18 @@ func TestInvalidStreams(t *testing.T) {
 		}
 	}
 }
+
+// TestOldVersion: reconstruction data of version 1 (the first, in-memory format) is refused
+// with an error that says what to do.
+func TestOldVersion(t *testing.T) {
+	_, recon, _, err := Split(pyZlib(t, []byte("hello hello hello"), 6))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := bytes.Clone(recon)
+	old[3] = 1
+	_, err = Rebuild([]byte("hello hello hello"), old)
+	if !errors.Is(err, ErrCorrupt) || !bytes.Contains([]byte(err.Error()), []byte("split the stream again")) {
+		t.Fatalf("version 1: %v", err)
+	}
+}
