@@ -22,7 +22,22 @@ func runChunk(m modelCfg, c *chunk, next nextFunc) (*matcher, error) {
 		z.end = rs[ri]
 	}
 	p := c.hist
-	if p > 0 {
+	if p > 0 && z.cfg.fast {
+		// deflate_fast leaves the strings inside long matches out of the hash chains, so
+		// chains primed with every string of the history would differ from the producer's:
+		// run the model over the history instead (from empty chains, accepting its own
+		// predictions), which skips about the same strings.
+		for q := 0; q < p; {
+			t := z.predict(q)
+			if q+int(t.length) > p {
+				break
+			}
+			z.accept(q, t)
+			q += max(1, int(t.length))
+		}
+		z.insertTo(p)
+		z.ins = max(z.ins, p)
+	} else if p > 0 {
 		if c.pendValid {
 			z.insertTo(p + 1)
 		} else {
