@@ -38,6 +38,7 @@ func runChunk(m modelCfg, c *chunk, next nextFunc) (*matcher, error) {
 		z.insertTo(p)
 		z.ins = max(z.ins, p)
 	} else if p > 0 {
+		z.ins = max(0, p-z.wmask-1)
 		if c.pendValid {
 			z.insertTo(p + 1)
 		} else {

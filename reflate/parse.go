@@ -67,8 +67,9 @@ var (
 // lookahead is how much plain data past a chunk's end its model reads (zlib's MIN_LOOKAHEAD).
 const lookahead = maxMatch + minMatch + 1
 
-// histSize is how much plain data before a chunk its model reads: deflate's largest window.
-const histSize = 1 << 15
+// histSize is how much plain data before a chunk its model reads: deflate's largest window,
+// twice (at fast levels the model runs over the first half to fill the chains for the second).
+const histSize = 2 << 15
 
 // chunk is a piece of a deflate stream that ends at a token boundary, with the plain data
 // around it that its model needs.
