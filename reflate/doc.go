@@ -6,7 +6,7 @@
 // SplitStream and RebuildStream work on streams of any size in bounded memory (Split and
 // Rebuild are their in-memory forms). The stream is parsed into chunks of about 1 MiB of plain
 // data (cut at the first block end after 1 MiB, inside a block at 2 MiB, or after 32768
-// blocks); a chunk's model needs only the 32 KiB of plain data before it and 262 bytes after
+// blocks); a chunk's model needs only the 64 KiB of plain data before it and 262 bytes after
 // it, so memory does not grow with the stream: Split holds one chunk (its plain data, 4 bytes
 // per token) and Rebuild at most six chunks (four being rebuilt, one read, one written),
 // a few tens of MiB (BENCHMARKS.md).
@@ -28,8 +28,11 @@
 //     from the stream's over its first 256 KiB, trying zlib's defaults (15, 8), qemu's qcow2
 //     clusters (12, 9) and (15, 9) at every level first. The model is steered: where the
 //     stream's token differs it carries on from the stream's token, so a difference costs one
-//     correction. Each chunk's model starts afresh from the 32 KiB before the chunk and the
-//     lazy evaluation state recorded for it, so Rebuild runs chunks on all cores.
+//     correction. Each chunk's model starts afresh, so Rebuild runs chunks on all cores: at
+//     lazy levels (4-9) from hash chains holding every string of the 32 KiB before the chunk
+//     (as deflate_slow's) and the lazy evaluation state recorded for it; at fast levels from
+//     chains filled by running the model over the 64 KiB before the chunk (deflate_fast
+//     leaves the strings inside long matches out, and which those are depends on the tokens).
 //   - Restart points model producers that compress pieces independently (pigz's 128 KiB
 //     pieces, each a new deflate stream primed with the previous 32 KiB): the model's data ends
 //     at the next restart point and the hash chains start afresh from the last 32 KiB.
