@@ -412,3 +412,45 @@ func (h *hashReader) Read(p []byte) (int, error) {
 	h.n += int64(n)
 	return n, err
 }
+
+// WrappedSize returns the length of the gzip file or zlib stream that recon (made by SplitGzip
+// or SplitZlib) rebuilds, read from its end record, so that a caller can announce the size
+// before rebuilding.
+func WrappedSize(recon []byte) (int64, error) {
+	if !bytes.HasPrefix(recon, []byte(wrapMagic)) || len(recon) < len(wrapMagic)+2 || recon[len(wrapMagic)] != wrapVersion {
+		return 0, fmt.Errorf("%w: no %q version %d header", ErrCorrupt, wrapMagic, wrapVersion)
+	}
+	r := &recReader{r: bytes.NewReader(recon[len(wrapMagic)+2:])}
+	for {
+		switch tag := r.byte(); {
+		case r.err != nil:
+			return 0, fmt.Errorf("%w: wrapper records", ErrCorrupt)
+		case tag == 'E':
+			n := r.uvarint(1 << 62)
+			if r.err != nil {
+				return 0, fmt.Errorf("%w: end record", ErrCorrupt)
+			}
+			return int64(n), nil
+		case tag == 'T':
+			r.skip(r.uvarint(maxTrailing))
+		case tag == 'M':
+			r.skip(r.uvarint(maxGzipHeader))
+			r.skip(r.uvarint(1 << 40))
+		default:
+			return 0, fmt.Errorf("%w: wrapper record %q", ErrCorrupt, tag)
+		}
+	}
+}
+
+// skip passes over n bytes of a bytes.Reader-backed record stream.
+func (r *recReader) skip(n uint64) {
+	if r.err != nil {
+		return
+	}
+	br, ok := r.r.(*bytes.Reader)
+	if !ok || uint64(br.Len()) < n {
+		r.err = ErrCorrupt
+		return
+	}
+	br.Seek(int64(n), io.SeekCurrent)
+}

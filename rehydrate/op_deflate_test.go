@@ -140,8 +140,8 @@ func TestGzipRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := gunzipAll(t, file); !bytes.Equal(plain.Bytes(), want) || n != int64(len(want)) {
-				t.Fatalf("plain data: %d bytes, gunzip gives %d", plain.Len(), len(want))
+			if want := gunzipAll(t, file); !bytes.Equal(plain.Bytes(), want) || n != int64(len(file)) {
+				t.Fatalf("plain data: %d bytes, gunzip gives %d; %d bytes read of %d", plain.Len(), len(want), n, len(file))
 			}
 			if len(file) > 10000 && len(recon)*100 > len(file) {
 				t.Errorf("reconstruction blob is %d bytes for a %d-byte file: over 1%%", len(recon), len(file))

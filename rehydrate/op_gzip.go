@@ -3,6 +3,8 @@ package rehydrate
 import (
 	"fmt"
 	"io"
+
+	"github.com/rehydrator/rehydrator/reflate"
 )
 
 // OpGzip writes its input (the plain data) as the exact gzip file it was split from: member
@@ -22,12 +24,16 @@ func init() {
 		str:    blobString,
 		blobs:  blobParams.list,
 		apply: func(c *call, p blobParams, in *value) (*value, error) {
-			g, err := readGzipBlob(c, p.Digest)
+			blob, err := readGzipBlob(c, p.Digest)
 			if err != nil {
 				return nil, err
 			}
-			return pipe(in, in.key+"|"+OpGzip+":"+p.Digest, g.size(), func(w io.Writer, r io.Reader) error {
-				if err := g.rebuild(w, r); err != nil {
+			size, err := reflate.WrappedSize(blob)
+			if err != nil {
+				return nil, fmt.Errorf("gzip reconstruction blob %s: %w", ShortDigest(p.Digest), err)
+			}
+			return pipe(in, in.key+"|"+OpGzip+":"+p.Digest, size, func(w io.Writer, r io.Reader) error {
+				if err := GzipRebuild(w, r, blob); err != nil {
 					return fmt.Errorf("gzip: %w", err)
 				}
 				return nil
@@ -36,7 +42,7 @@ func init() {
 	})
 }
 
-func readGzipBlob(c *call, digest string) (*gzipBlob, error) {
+func readGzipBlob(c *call, digest string) ([]byte, error) {
 	v, err := c.blob(digest)
 	if err != nil {
 		return nil, fmt.Errorf("gzip reconstruction: %w", err)
@@ -49,5 +55,5 @@ func readGzipBlob(c *call, digest string) (*gzipBlob, error) {
 	if len(b) > maxGzipBlob {
 		return nil, fmt.Errorf("gzip reconstruction blob %s is over %d bytes", ShortDigest(digest), maxGzipBlob)
 	}
-	return parseGzipBlob(b)
+	return b, nil
 }
