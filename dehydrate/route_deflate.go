@@ -17,7 +17,9 @@ import (
 	"github.com/rehydrator/rehydrator/internal/diskview"
 	"github.com/rehydrator/rehydrator/ociarchive"
 	"github.com/rehydrator/rehydrator/qcow2"
+	"github.com/rehydrator/rehydrator/reflate"
 	"github.com/rehydrator/rehydrator/rehydrate"
+	"github.com/rehydrator/rehydrator/zipmember"
 )
 
 // The routes for files whose bulk is deflate made by producers we do not link, or a container
@@ -55,7 +57,7 @@ func deflated(ctx context.Context, j *job, _ *candidate) (*candidate, error) {
 	if err != nil {
 		return nil, err
 	}
-	var head [2]byte
+	var head [4]byte
 	n, _ := f.ReadAt(head[:], 0)
 	claimed := diskview.Sniff(f, size)
 	f.Close()
@@ -63,8 +65,10 @@ func deflated(ctx context.Context, j *job, _ *candidate) (*candidate, error) {
 	var why string
 	start := time.Now()
 	switch {
-	case n == 2 && head[0] == 0x1f && head[1] == 0x8b:
+	case n >= 2 && head[0] == 0x1f && head[1] == 0x8b:
 		c, why, err = gzipCandidate(ctx, j)
+	case zipmember.Sniff(head[:n]):
+		c, why, err = zipCandidate(ctx, j)
 	case claimed != nil && claimed.Name == "qcow2":
 		c, why, err = qcow2cCandidate(ctx, j)
 	case claimed != nil:
@@ -172,6 +176,71 @@ func gzipCandidate(ctx context.Context, j *job) (*candidate, string, error) {
 		return nil, "its plain data has no route from the baseline", err
 	}
 	return wrap(inner, rehydrate.Step{Op: rehydrate.OpGzip, Blob: rb.digest}, rb), "", nil
+}
+
+// zipCandidate: a one-member zip archive (hyperv's .vhdx.zip, when the stream gives only the
+// archive's sha256) as the member's contents, planned on its own, then the zip step with the
+// archive's bytes around the member verbatim and, for a deflated member, reflate's data.
+func zipCandidate(ctx context.Context, j *job) (*candidate, string, error) {
+	f, size, err := openSized(j.file)
+	if err != nil {
+		return nil, "", err
+	}
+	defer f.Close()
+	a, err := zipmember.Open(f, size)
+	if err != nil {
+		return nil, fmt.Sprintf("zip not taken apart (%v): left to the other routes", err), nil
+	}
+	layout, err := a.Layout()
+	if err != nil {
+		return nil, fmt.Sprintf("zip layout: %v", err), nil
+	}
+	lj, err := json.Marshal(layout)
+	if err != nil {
+		return nil, "", err
+	}
+	member, done, err := j.tempIn(".unzip-*")
+	if err != nil {
+		return nil, "", err
+	}
+	defer done()
+	bw := bufio.NewWriterSize(member, 1<<20)
+	step := rehydrate.Step{Op: rehydrate.OpZip, Params: lj}
+	var blobs []*blob
+	switch a.Member.Method {
+	case zipmember.Store:
+		_, err = io.Copy(bw, a.Raw())
+	case zipmember.Deflate:
+		var recon []byte
+		if recon, _, err = reflate.SplitStream(bufio.NewReaderSize(a.Raw(), 1<<20), bw); err != nil {
+			return nil, fmt.Sprintf("zip member's deflate not split (%v): left to the other routes", err), nil
+		}
+		rb, err := writeBlob(j.blobDir, func(w io.Writer) error { _, err := w.Write(recon); return err })
+		if err != nil {
+			return nil, "", err
+		}
+		if rb.packed, err = compressedSize(rb.path); err != nil {
+			return nil, "", err
+		}
+		rb.role = "delta"
+		step.Blob, blobs = rb.digest, []*blob{rb}
+	default:
+		return nil, fmt.Sprintf("zip member method %d: left to the other routes", a.Member.Method), nil
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	inner, err := j.nested(ctx, member.Name(), "unzip")
+	if err != nil || inner == nil {
+		for _, b := range blobs {
+			os.Remove(b.path)
+		}
+		return nil, "the zip member has no route from the baseline", err
+	}
+	return wrap(inner, step, blobs...), "", nil
 }
 
 // tarCandidate: a tar with one big member (an OCI archive and its layer) as that member,

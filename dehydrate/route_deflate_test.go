@@ -70,6 +70,12 @@ func TestDehydrateDeflated(t *testing.T) {
 	nq := filepath.Join(dir, "f-nutanix.x86_64.qcow2")
 	run(t, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-c", "-o", "compat=1.1", nraw, nq)
 
+	// hyperv, had the stream only the archive's sha256: a dynamic VHDX in zip -9j.
+	hraw := write(filepath.Join(work, "hyperv.raw"), stamp("hyperv"))
+	hv := filepath.Join(work, "f-hyperv.x86_64.vhdx")
+	run(t, "qemu-img", "convert", "-f", "raw", "-O", "vhdx", "-o", "subformat=dynamic", hraw, hv)
+	run(t, "zip", "-9j", "-q", filepath.Join(dir, "f-hyperv.x86_64.vhdx.zip"), hv)
+
 	disk := func(format, file, usha string) map[string]any {
 		d := map[string]string{"location": "https://example.com/b/" + file, "sha256": fileSum(t, filepath.Join(dir, file))}
 		if usha != "" {
@@ -83,6 +89,7 @@ func TestDehydrateDeflated(t *testing.T) {
 			"gcp":      disk("tar.gz", "f-gcp.x86_64.tar.gz", ""),
 			"kubevirt": disk("ociarchive", "f-kubevirt.x86_64.ociarchive", ""),
 			"nutanix":  disk("qcow2", "f-nutanix.x86_64.qcow2", ""),
+			"hyperv":   disk("vhdx.zip", "f-hyperv.x86_64.vhdx.zip", ""),
 		}}}}
 	js, _ := json.MarshalIndent(doc, "", "  ")
 	write(filepath.Join(dir, "stream.json"), js)
@@ -95,6 +102,7 @@ func TestDehydrateDeflated(t *testing.T) {
 		"gcp.x86_64.tar.gz":          "qcow2-decode+delta+gnu-sparse-tar+gzip",
 		"kubevirt.x86_64.ociarchive": "delta+ociarchive+gzip+ociarchive",
 		"nutanix.x86_64.qcow2":       "qcow2-decode+delta+qcow2-compressed",
+		"hyperv.x86_64.vhdx.zip":     "qcow2-decode+delta+vhdx-dynamic+zip",
 	}
 	got := methods(res)
 	for name, m := range want {

@@ -24,7 +24,7 @@ func init() {
 		str:    blobString,
 		blobs:  blobParams.list,
 		apply: func(c *call, p blobParams, in *value) (*value, error) {
-			blob, err := readGzipBlob(c, p.Digest)
+			blob, err := readReconBlob(c, p.Digest)
 			if err != nil {
 				return nil, err
 			}
@@ -42,18 +42,19 @@ func init() {
 	})
 }
 
-func readGzipBlob(c *call, digest string) ([]byte, error) {
+// readReconBlob reads reflate's reconstruction data (gzip and zip steps) into memory.
+func readReconBlob(c *call, digest string) ([]byte, error) {
 	v, err := c.blob(digest)
 	if err != nil {
-		return nil, fmt.Errorf("gzip reconstruction: %w", err)
+		return nil, fmt.Errorf("deflate reconstruction: %w", err)
 	}
 	defer v.close()
 	b, err := io.ReadAll(io.LimitReader(v.stream(), maxGzipBlob+1))
 	if err != nil {
-		return nil, fmt.Errorf("gzip reconstruction blob %s: %w", ShortDigest(digest), err)
+		return nil, fmt.Errorf("deflate reconstruction blob %s: %w", ShortDigest(digest), err)
 	}
 	if len(b) > maxGzipBlob {
-		return nil, fmt.Errorf("gzip reconstruction blob %s is over %d bytes", ShortDigest(digest), maxGzipBlob)
+		return nil, fmt.Errorf("deflate reconstruction blob %s is over %d bytes", ShortDigest(digest), maxGzipBlob)
 	}
 	return b, nil
 }

@@ -26,6 +26,7 @@ var badParams = map[string]Step{
 	OpSparseTar:       {Op: OpSparseTar, Params: json.RawMessage(`{}`)},
 	OpVHDXDynamic:     {Op: OpVHDXDynamic, Params: json.RawMessage(`{"fileSize":4096,"chunks":[]}`)},
 	OpGzip:            {Op: OpGzip, Blob: "sha256:nothex"},
+	OpZip:             {Op: OpZip, Params: json.RawMessage(`{"head":"","dataSize":-1,"tail":""}`)},
 	OpOCIArchive:      {Op: OpOCIArchive, Params: json.RawMessage(`{"members":[],"end":512}`)},
 	OpQcow2Compressed: {Op: OpQcow2Compressed, Blob: "sha256:0"},
 }
