@@ -22,10 +22,12 @@ type route func(ctx context.Context, j *job, best *candidate) (*candidate, error
 var routes = []route{
 	reuse,       // identical to a baseline: a ref to it
 	cutFromISO,  // a PXE file inside the live ISO: cut out of the rehydrated ISO
+	deflated,    // gzip, a tar around one big member, compressed qcow2 clusters (route_deflate.go)
 	formatSteps, // a format of internal/diskview's table: a guest-view delta, then its steps
 	fileDelta,   // a qcow2: a delta of the file
 	reencode,    // a qcow2: a guest-view delta, re-encoded with the target's layout
 	guestDelta,  // any other disk: a delta against the baseline's guest view
+	movedData,   // a raw disk whose data moved (metal4k): an any-order delta (route_anyorder.go)
 	precompISO,  // the live ISO: a delta of its expanded zstd frames, compressed again
 }
 

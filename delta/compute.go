@@ -52,11 +52,18 @@ const (
 	farLookahead = 4 << 20
 	// rankSpan is how far candidates are compared forward to pick the best one.
 	rankSpan = 64 << 10
+	// anyOrderEdit is the longest in-place edit an any-order delta skips by resync; past it,
+	// the rolling-hash search looks for the bytes elsewhere in the base (a small file that took
+	// the place of another).
+	anyOrderEdit = 512
+	// anyOrderLookBack is how far before the end of the last copy an any-order search starts.
+	anyOrderLookBack = 1024
 	// minZeroRun is the shortest zero run in a literal that is worth a COPY from a base zero run.
 	minZeroRun = 512
 
-	mainBuf = 1 << 20
-	auxBuf  = 256 << 10
+	mainBuf  = 1 << 20
+	auxBuf   = 256 << 10
+	probeBuf = 16 << 10
 )
 
 // Compute writes a delta that turns base into target. Every COPY it emits reads the base strictly
@@ -95,6 +102,13 @@ func Compute(base io.ReaderAt, baseSize int64, target io.ReaderAt, targetSize in
 
 		anyOrder: opt.AnyOrder,
 	}
+	e.pt, e.pb = e.ta, e.ba
+	if opt.AnyOrder {
+		// Candidates lie anywhere in the base: a 256 KiB refill per candidate checked would
+		// read the base many times over (100x the time on a 400 MB disk whose files moved).
+		e.pt = newWindow(target, targetSize, "target", probeBuf)
+		e.pb = newWindow(base, baseSize, "base", probeBuf)
+	}
 	em, err := newEmitter(w, e.tl, &st)
 	if err != nil {
 		return st, err
@@ -118,6 +132,7 @@ type engine struct {
 	B, T   int64
 	tw, bw *window // follow the diagonal; tw also feeds the hash search
 	ta, ba *window // candidate checks, backward extension, zero runs
+	pt, pb *window // candidate checks and backward extension: ta, ba or small ones (anyOrder)
 	tl     *window // literal bytes
 	tg, bg *window // gaps before a match
 	idx    *index
@@ -161,6 +176,9 @@ func (e *engine) run() error {
 			u, err := e.resync(t, d)
 			if err != nil {
 				return err
+			}
+			if e.anyOrder && u-t > anyOrderEdit {
+				u = t // a longer edit may be content that moved here: search it first
 			}
 			if u > t {
 				t = u
@@ -282,11 +300,11 @@ func (e *engine) extendBack(t, bp, tLo, bLo int64) (int64, error) {
 	limit := min(t-tLo, bp-bLo)
 	var n int64
 	for n < limit {
-		ts, err := e.ta.before(t-n, 1)
+		ts, err := e.pt.before(t-n, 1)
 		if err != nil {
 			return n, err
 		}
-		bs, err := e.ba.before(bp-n, 1)
+		bs, err := e.pb.before(bp-n, 1)
 		if err != nil {
 			return n, err
 		}
@@ -367,6 +385,11 @@ func (e *engine) search(t, lit, b, d int64) (int64, int64, error) {
 		return 0, 0, errNoMatch
 	}
 	pos := t
+	if e.anyOrder {
+		// The window the base index holds may start before t, inside the copy just made: a
+		// small file whose first bytes (a gzip header) happened to continue that copy.
+		pos = max(t-anyOrderLookBack, 0)
+	}
 	if e.T-pos < winLen {
 		return noMatch()
 	}
@@ -439,23 +462,28 @@ func (e *engine) evaluate(tp int64, win []byte, lit, b, d int64) (match, error) 
 	if c0 := tp + d; c0 >= b && c0+winLen <= e.B {
 		e.cands = append(e.cands, c0)
 	}
+	// over: the bytes of a match that target[lit:] does not need (a window found before lit).
+	over := max(lit-tp, 0)
 	bestC, bestF, bestJump := int64(-1), int64(0), int64(0)
 	for _, c := range e.cands {
 		if c < b || c+winLen > e.B {
 			continue
 		}
-		bs, err := e.ba.at(c, winLen)
+		bs, err := e.pb.at(c, winLen)
 		if err != nil {
 			return match{}, err
 		}
 		if !bytes.Equal(bs[:winLen], win) {
 			continue
 		}
-		f, err := e.extend(e.ta, e.ba, tp+winLen, c+winLen, min(rankSpan, e.T-tp-winLen, e.B-c-winLen))
+		f, err := e.extend(e.pt, e.pb, tp+winLen, c+winLen, min(rankSpan, e.T-tp-winLen, e.B-c-winLen))
 		if err != nil {
 			return match{}, err
 		}
-		f += winLen
+		f += winLen - over
+		if f <= 0 {
+			continue
+		}
 		jump := c - (tp + d)
 		if jump < 0 {
 			jump = -jump
@@ -471,11 +499,18 @@ func (e *engine) evaluate(tp int64, win []byte, lit, b, d int64) (match, error) 
 	if bestC < 0 {
 		return match{}, nil
 	}
+	if over > 0 {
+		if bestF < minAnchor {
+			return match{}, nil
+		}
+		return match{t: lit, b: bestC + over, ok: true}, nil
+	}
 	k, err := e.extendBack(tp, bestC, lit, b)
 	if err != nil {
 		return match{}, err
 	}
-	far := bestJump > farJump
+	// Without order, a far match leaves no base behind it unusable.
+	far := bestJump > farJump && !e.anyOrder
 	need := int64(minAnchor)
 	if far {
 		need = farAnchor
@@ -487,8 +522,12 @@ func (e *engine) evaluate(tp int64, win []byte, lit, b, d int64) (match, error) 
 }
 
 // flushLiteral emits target[lo:hi] as literal, except zero runs of at least minZeroRun bytes for
-// which a zero run of the base within [bLo, bHi) can be copied instead.
+// which a zero run of the base within [bLo, bHi) can be copied instead (any order: the longest
+// zero run of the base, as often as needed).
 func (e *engine) flushLiteral(lo, hi, bLo, bHi int64) error {
+	if e.anyOrder {
+		bLo, bHi = 0, e.B
+	}
 	if hi-lo < minZeroRun || e.idx == nil || bHi-bLo < minZeroRun {
 		return e.em.literal(lo, hi)
 	}
@@ -508,6 +547,10 @@ func (e *engine) flushLiteral(lo, hi, bLo, bHi int64) error {
 		}
 		for z1-z0 >= minZeroRun {
 			sp, ok := e.idx.zeroAfter(cur)
+			if e.anyOrder {
+				sp = e.idx.longest
+				ok = sp.end-sp.start >= minZeroRun
+			}
 			if !ok || sp.start >= bHi {
 				return e.em.literal(pos, hi) // no zero left in the base range
 			}

@@ -71,6 +71,7 @@ type index struct {
 	filter    []uint64 // one bit per filterIndex: a cheap first test before probing slots
 	fshift    uint
 	zeros     []span
+	longest   span // the longest of zeros, once ready
 
 	ready chan struct{}
 	stop  atomic.Bool
@@ -199,9 +200,12 @@ func (x *index) build(base io.ReaderAt, baseSize int64) {
 func (x *index) addZero(start, end int64) {
 	if n := len(x.zeros); n > 0 && x.zeros[n-1].end == start {
 		x.zeros[n-1].end = end
-		return
+	} else {
+		x.zeros = append(x.zeros, span{start, end})
 	}
-	x.zeros = append(x.zeros, span{start, end})
+	if z := x.zeros[len(x.zeros)-1]; z.end-z.start > x.longest.end-x.longest.start {
+		x.longest = z
+	}
 }
 
 // zeroAfter returns the first run of zero blocks that ends after off, clipped to start at off.

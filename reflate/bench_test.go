@@ -2,6 +2,7 @@ package reflate
 
 import (
 	"archive/zip"
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -176,4 +177,81 @@ func timeGzip9(b *testing.B, f string) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Since(start)
+}
+
+// BenchmarkBigStream splits the gzip file REFLATE_BIG (SplitGzip: the gzip layer over
+// SplitStream) into REFLATE_BIG.plain and REFLATE_BIG.recon ("split"), or rebuilds it from
+// them and checks it ("rebuild"). Run each in a process of its own to read its peak RSS
+// (tests/bench/reflate.sh big does).
+func BenchmarkBigStream(b *testing.B) {
+	big := os.Getenv("REFLATE_BIG")
+	if big == "" {
+		b.Skip("REFLATE_BIG is not set (tests/bench/reflate.sh big sets it)")
+	}
+	b.Run("split", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			in, err := os.Open(big)
+			if err != nil {
+				b.Fatal(err)
+			}
+			out, err := os.Create(big + ".plain")
+			if err != nil {
+				b.Fatal(err)
+			}
+			w := bufio.NewWriterSize(out, 1<<20)
+			recon, n, err := SplitGzip(bufio.NewReaderSize(in, 1<<20), w)
+			if err != nil {
+				b.Fatal(err)
+			}
+			w.Flush()
+			out.Close()
+			in.Close()
+			os.WriteFile(big+".recon", recon, 0o644)
+			b.ReportMetric(float64(len(recon)), "recon-bytes")
+			b.ReportMetric(100*float64(len(recon))/float64(n), "recon-%")
+		}
+	})
+	b.Run("rebuild", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			recon, err := os.ReadFile(big + ".recon")
+			if err != nil {
+				b.Fatal(err)
+			}
+			plain, err := os.Open(big + ".plain")
+			if err != nil {
+				b.Fatal(err)
+			}
+			want, err := os.Open(big)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cw := &compareWriter{want: bufio.NewReaderSize(want, 1<<20)}
+			if err := RebuildGzip(cw, bufio.NewReaderSize(plain, 1<<20), recon); err != nil {
+				b.Fatal(err)
+			}
+			if cw.bad || cw.want.Buffered() > 0 {
+				b.Fatal("rebuilt file differs")
+			}
+			if _, err := cw.want.ReadByte(); err != io.EOF {
+				b.Fatal("rebuilt file is short")
+			}
+			plain.Close()
+			want.Close()
+		}
+	})
+}
+
+// compareWriter compares what is written with the bytes of want.
+type compareWriter struct {
+	want *bufio.Reader
+	got  []byte
+	bad  bool
+}
+
+func (c *compareWriter) Write(p []byte) (int, error) {
+	c.got = append(c.got[:0], p...)
+	if _, err := io.ReadFull(c.want, c.got); err != nil || !bytes.Equal(c.got, p) {
+		c.bad = true
+	}
+	return len(p), nil
 }

@@ -1,41 +1,61 @@
 package reflate
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+	"io"
+)
 
-// bitReader reads a deflate bit stream: least significant bit first within each byte.
+// bitReader reads a deflate bit stream (least significant bit first within each byte) from
+// an io.ByteReader, one byte at a time and only when a bit of it is needed, so that it never
+// reads past the stream's last byte. Every byte read is also appended to raw (the caller
+// trims it) for the reconstruction data's checksums.
 type bitReader struct {
-	data []byte
-	pos  int // bit position of the next unread bit
+	r    io.ByteReader
+	buf  uint64
+	nb   uint  // bits in buf (always < 8 between calls, see fill)
+	pos  int64 // bit position of the next unread bit
+	raw  []byte
+	base int64 // stream offset of raw[0]
+	tee  func(byte)
 }
 
-// peek returns the next 32 bits without consuming them; bits past the end read as zero, and
-// consume reports reading past the end as an error.
-func (r *bitReader) peek() uint32 {
-	i := r.pos >> 3
-	var v uint64
-	if i+8 <= len(r.data) {
-		v = uint64(r.data[i]) | uint64(r.data[i+1])<<8 | uint64(r.data[i+2])<<16 | uint64(r.data[i+3])<<24 |
-			uint64(r.data[i+4])<<32 | uint64(r.data[i+5])<<40 | uint64(r.data[i+6])<<48 | uint64(r.data[i+7])<<56
-	} else {
-		for k := 0; k < 8 && i+k < len(r.data); k++ {
-			v |= uint64(r.data[i+k]) << (8 * k)
+// fill reads one more byte into buf.
+func (r *bitReader) fill() error {
+	c, err := r.r.ReadByte()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w at bit %d", errTruncated, r.pos+int64(r.nb))
 		}
+		return err
 	}
-	return uint32(v >> (uint(r.pos) & 7))
-}
-
-func (r *bitReader) consume(n int) error {
-	if r.pos+n > len(r.data)*8 {
-		return fmt.Errorf("%w at bit %d", errTruncated, r.pos)
+	r.buf |= uint64(c) << r.nb
+	r.nb += 8
+	r.raw = append(r.raw, c)
+	if r.tee != nil {
+		r.tee(c)
 	}
-	r.pos += n
 	return nil
 }
 
 // bits reads n <= 24 bits as an unsigned number.
-func (r *bitReader) bits(n int) (uint32, error) {
-	v := r.peek() & (1<<n - 1)
-	return v, r.consume(n)
+func (r *bitReader) bits(n uint) (uint32, error) {
+	for r.nb < n {
+		if err := r.fill(); err != nil {
+			return 0, err
+		}
+	}
+	v := uint32(r.buf & (1<<n - 1))
+	r.buf >>= n
+	r.nb -= n
+	r.pos += int64(n)
+	return v, nil
+}
+
+// byteAligned reads one whole byte; the reader must be at a byte boundary.
+func (r *bitReader) alignedByte() (byte, error) {
+	v, err := r.bits(8)
+	return byte(v), err
 }
 
 // bitWriter writes a deflate bit stream.
@@ -55,14 +75,9 @@ func (w *bitWriter) write(v uint32, n uint) {
 	}
 }
 
-// align pads to a byte boundary with the given padding bits (low bits first) and returns
-// how many bits were added.
-func (w *bitWriter) align(pad byte) uint {
-	n := (8 - w.nacc%8) % 8
-	if n > 0 {
+// align pads to a byte boundary with the given padding bits (low bits first).
+func (w *bitWriter) align(pad byte) {
+	if n := (8 - w.nacc%8) % 8; n > 0 {
 		w.write(uint32(pad), n)
 	}
-	return n
 }
-
-func (w *bitWriter) bitLen() int { return len(w.out)*8 + int(w.nacc) }

@@ -9,6 +9,14 @@ import (
 // TestDamage: a changed byte of plain data or of the reconstruction data gives an error,
 // never a different stream.
 func TestDamage(t *testing.T) {
+	defer func(a, b int) { chunkTarget, chunkMax = a, b }(chunkTarget, chunkMax)
+	for _, size := range []int{1 << 20, 8 << 10} {
+		chunkTarget, chunkMax = size, 2*size
+		damage(t)
+	}
+}
+
+func damage(t *testing.T) {
 	data := inputs(t)["text"]
 	comp := pyZlib(t, data, 6)
 	plain, recon, _, err := Split(comp)
@@ -54,5 +62,20 @@ func TestInvalidStreams(t *testing.T) {
 		if !bytes.Contains([]byte(err.Error()), []byte("bit")) {
 			t.Errorf("%s: error names no bit offset: %v", name, err)
 		}
+	}
+}
+
+// TestOldVersion: reconstruction data of version 1 (the first, in-memory format) is refused
+// with an error that says what to do.
+func TestOldVersion(t *testing.T) {
+	_, recon, _, err := Split(pyZlib(t, []byte("hello hello hello"), 6))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := bytes.Clone(recon)
+	old[3] = 1
+	_, err = Rebuild([]byte("hello hello hello"), old)
+	if !errors.Is(err, ErrCorrupt) || !bytes.Contains([]byte(err.Error()), []byte("split the stream again")) {
+		t.Fatalf("version 1: %v", err)
 	}
 }

@@ -142,11 +142,25 @@ func newDecoder(lens []uint8) (*decoder, error) {
 	return d, nil
 }
 
-// decode reads one symbol.
+// decode reads one symbol, reading a byte more only while the bits at hand do not hold a
+// whole code (a code found among fewer bits than the table's is that code: codes are
+// prefix-free), so it never reads past the code's last byte.
 func (d *decoder) decode(r *bitReader) (int, error) {
-	e := d.table[r.peek()&(1<<d.tableBits-1)]
-	if e == 0 {
-		return 0, errInvalidCode
+	mask := uint64(1)<<d.tableBits - 1
+	for {
+		e := d.table[r.buf&mask]
+		if e != 0 && uint(e&15) <= r.nb {
+			n := uint(e & 15)
+			r.buf >>= n
+			r.nb -= n
+			r.pos += int64(n)
+			return int(e >> 4), nil
+		}
+		if r.nb >= uint(d.tableBits) {
+			return 0, errInvalidCode
+		}
+		if err := r.fill(); err != nil {
+			return 0, err
+		}
 	}
-	return int(e >> 4), r.consume(int(e & 15))
 }

@@ -3,164 +3,87 @@ package reflate
 import (
 	"errors"
 	"fmt"
-	"runtime"
-	"sort"
-	"sync"
 )
 
 var errStop = errors.New("stop")
 
-// runModel walks the token boundaries of the blocks' fixed and dynamic parts with a zlib
-// matcher. At each boundary it calls next with the token index, the plain position and the
-// prediction; next returns the stream's real token there. Stored blocks reset the lazy state.
-// With record set (and a lazy level), it returns the segments where Rebuild may start
-// matchers of its own.
-func runModel(cfg zlibConfig, plain []byte, blocks []block, restarts []int, record bool, next nextFunc) ([]segment, error) {
-	z := newMatcher(cfg, plain)
-	var segs []segment
-	last := 0
-	atBlock := func(bi, p int) {
-		if record && !cfg.fast && p-last >= segmentSize {
-			segs = append(segs, segment{block: bi, pos: p, pendValid: z.pendValid, pendLen: z.pendLen, pendDist: z.pendDist})
-			last = p
-		}
-	}
-	p, ri, err := runBlocks(z, blocks, 0, len(blocks), 0, restarts, 0, atBlock, next)
-	if err != nil {
-		return nil, err
-	}
-	return segs, checkEnd(p, len(plain), ri, restarts)
-}
-
-func checkEnd(p, n, ri int, restarts []int) error {
-	if p != n {
-		return fmt.Errorf("blocks cover %d of %d plain bytes", p, n)
-	}
-	if ri != len(restarts) {
-		return fmt.Errorf("restart point %d is not at a block start", restarts[ri])
-	}
-	return nil
-}
-
 type nextFunc func(i, p int, pred token, z *matcher) (token, error)
 
-// segmentSize is how much plain data, at least, a segment of a lazy-level stream covers
-// (a variable for tests).
-var segmentSize = 1 << 20
-
-// segment is a block start where a matcher can start afresh: at a lazy level the hash chains
-// there are the strings of the preceding 32 KiB, so only the lazy evaluation state has to be
-// recorded.
-type segment struct {
-	block     int
-	pos       int
-	pendValid bool
-	pendLen   int
-	pendDist  int
-}
-
-// runBlocks runs z over blocks[bi:bj] from plain position p, restarts[ri] being the first
-// restart point at or after p; it returns the position and restart index it ends at.
-func runBlocks(z *matcher, blocks []block, bi, bj, p int, restarts []int, ri int, atBlock func(bi, p int), next nextFunc) (int, int, error) {
-	plain := z.data
-	if ri < len(restarts) {
-		z.end = restarts[ri]
+// runChunk walks the token boundaries of a chunk's fixed and dynamic blocks with a zlib
+// matcher started afresh: its hash chains hold the strings of the history before the chunk
+// and its lazy evaluation state is the one recorded for the chunk. At each boundary it calls
+// next with the token index, the position and the prediction; next returns the stream's real
+// token there. Stored blocks reset the lazy state. It returns the matcher at the chunk's end.
+func runChunk(m modelCfg, c *chunk, next nextFunc) (*matcher, error) {
+	z := newMatcher(m, c.data)
+	rs := c.restarts
+	ri := 0
+	if ri < len(rs) {
+		z.end = rs[ri]
 	}
-	for ; bi < bj; bi++ {
-		b := &blocks[bi]
-		if ri < len(restarts) && restarts[ri] == p {
+	p := c.hist
+	if p > 0 && z.cfg.fast {
+		// deflate_fast leaves the strings inside long matches out of the hash chains, so
+		// chains primed with every string of the history would differ from the producer's:
+		// run the model over the history instead (from empty chains, accepting its own
+		// predictions), which skips about the same strings.
+		for q := 0; q < p; {
+			t := z.predict(q)
+			if q+int(t.length) > p {
+				break
+			}
+			z.accept(q, t)
+			q += max(1, int(t.length))
+		}
+		z.insertTo(p)
+		z.ins = max(z.ins, p)
+	} else if p > 0 {
+		z.ins = max(0, p-z.wmask-1)
+		if c.pendValid {
+			z.insertTo(p + 1)
+		} else {
+			z.insertTo(p)
+		}
+		z.pendValid, z.pendLen, z.pendDist = c.pendValid, c.pendLen, c.pendDist
+	}
+	for bi := range c.blocks {
+		b := &c.blocks[bi]
+		if ri < len(rs) && rs[ri] == p {
 			ri++
-			end := len(plain)
-			if ri < len(restarts) {
-				end = restarts[ri]
+			end := len(c.data)
+			if ri < len(rs) {
+				end = rs[ri]
 			}
 			z.restart(p, end)
 		}
 		if b.typ == typeStored {
 			p += b.storedLen
+			if p > c.end {
+				return nil, fmt.Errorf("block %d: stored data past the chunk's end", bi)
+			}
 			z.reset(p)
 			continue
 		}
-		if atBlock != nil {
-			atBlock(bi, p)
-		}
 		for i := b.tokStart; i < b.tokEnd; i++ {
-			if p >= len(plain) {
-				return p, ri, fmt.Errorf("block %d: tokens past the end of the plain data", bi)
+			if p >= c.end {
+				return nil, fmt.Errorf("block %d: tokens past the chunk's end", bi)
 			}
-			pred := z.predict(p)
-			t, err := next(i, p, pred, z)
+			t, err := next(i, p, z.predict(p), z)
 			if err != nil {
-				return p, ri, err
+				return nil, err
 			}
 			z.accept(p, t)
 			p += max(1, int(t.length))
 		}
 	}
-	return p, ri, nil
-}
-
-// runSegments is runModel split at segs, the segments run concurrently. mk makes each
-// segment's next function.
-func runSegments(cfg zlibConfig, plain []byte, blocks []block, restarts []int, segs []segment, mk func() nextFunc) error {
-	starts := append([]segment{{}}, segs...)
-	errs := make([]error, len(starts))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	for k := range starts {
-		wg.Add(1)
-		go func(k int) {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			st := starts[k]
-			bj, endPos := len(blocks), len(plain)
-			if k+1 < len(starts) {
-				bj, endPos = starts[k+1].block, starts[k+1].pos
-			}
-			z := newMatcher(cfg, plain)
-			ri := sort.SearchInts(restarts, st.pos)
-			if ri < len(restarts) {
-				z.end = restarts[ri]
-			}
-			if k > 0 {
-				z.ins = max(0, st.pos-wSize)
-				if st.pendValid {
-					z.insertTo(st.pos + 1)
-				} else {
-					z.insertTo(st.pos)
-				}
-				z.pendValid, z.pendLen, z.pendDist = st.pendValid, st.pendLen, st.pendDist
-			}
-			p, ri, err := runBlocks(z, blocks, st.block, bj, st.pos, restarts, ri, nil, mk())
-			if err == nil {
-				if p != endPos {
-					err = fmt.Errorf("segment %d ends at %d, not %d", k, p, endPos)
-				} else if lo, hi := sort.SearchInts(restarts, endPos), sort.SearchInts(restarts, endPos+1); (k+1 < len(starts) && (ri < lo || ri > hi)) || (k+1 == len(starts) && ri != len(restarts)) {
-					// Restarts before the segment's end must have been met; one at its end
-					// may have been (at an empty block), and the next segment repeats it.
-					err = fmt.Errorf("segment %d: a restart point is not at a block start", k)
-				}
-			}
-			errs[k] = err
-		}(k)
+	if p != c.end {
+		return nil, fmt.Errorf("blocks cover %d of %d plain bytes", p-c.hist, c.end-c.hist)
 	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-// markRestarts guesses where the producer started a new deflate stream over the same data
-// (pigz's independent 128 KiB pieces): at empty blocks, which pigz writes to end a piece on a
-// byte boundary, and at block starts on a 64 KiB multiple.
-func markRestarts(s *stream) []int {
-	var rs []int
-	for _, b := range s.blocks {
-		empty := (b.typ == typeStored && b.storedLen == 0) || (b.typ != typeStored && b.tokStart == b.tokEnd)
-		if b.pos > 0 && b.pos < len(s.plain) && (empty || b.pos%(64<<10) == 0) && (len(rs) == 0 || rs[len(rs)-1] != b.pos) {
-			rs = append(rs, b.pos)
-		}
+	// A restart at the chunk's end bounds its data; the next chunk makes it.
+	if ri < len(rs) && !(ri == len(rs)-1 && rs[ri] == c.end) {
+		return nil, fmt.Errorf("restart point %d is not at a block start", rs[ri]-c.hist)
 	}
-	return rs
+	return z, nil
 }
 
 type correction struct {
@@ -169,11 +92,12 @@ type correction struct {
 	rank  int // the match's rank among the candidates of its length (matcher.rank), or -1
 }
 
-// corrections lists where the stream's tokens differ from the model's, stopping early once
-// plain position limit is passed or more than maxCount are found (then ok is false).
-func corrections(s *stream, restarts []int, cfg zlibConfig, limit, maxCount int, record bool) (cs []correction, segs []segment, ok bool, err error) {
-	segs, err = runModel(cfg, s.plain, s.blocks, restarts, record, func(i, p int, pred token, z *matcher) (token, error) {
-		t := s.tokens[i]
+// corrections lists where the chunk's tokens differ from the model's, stopping early once
+// position limit is passed or more than maxCount are found (then ok is false). z is the
+// matcher at the chunk's end (nil when stopped early).
+func corrections(c *chunk, m modelCfg, limit, maxCount int) (cs []correction, z *matcher, ok bool, err error) {
+	z, err = runChunk(m, c, func(i, p int, pred token, z *matcher) (token, error) {
+		t := c.tokens[i]
 		if t != pred {
 			r := -1
 			if t.isMatch() {
@@ -192,23 +116,60 @@ func corrections(s *stream, restarts []int, cfg zlibConfig, limit, maxCount int,
 	if errors.Is(err, errStop) {
 		return cs, nil, len(cs) <= maxCount, nil
 	}
-	return cs, segs, err == nil, err
+	return cs, z, err == nil, err
 }
 
-// detectLevel picks the zlib level whose matcher differs least from the stream's tokens over
-// its first bytes.
-func detectLevel(s *stream, restarts []int) int {
+// likelyModels are the producers' parameters detect tries first, at every level: zlib's
+// defaults (windowBits 15, memLevel 8), qemu's qcow2 clusters (12, 9), then 15 with memLevel 9.
+var likelyModels = [][2]int{{15, 8}, {12, 9}, {15, 9}}
+
+var detectLevels = []int{6, 9, 1, 2, 3, 4, 5, 7, 8}
+
+// detect picks the model whose tokens differ least from the chunk's over its first bytes.
+// Windows too small for the chunk's longest distance are not tried. Other windowBits and
+// memLevel pairs are tried (at the best level found and level 6) only where the stream's
+// distances fit a window below 32 KiB and the best found costs more than a correction per
+// 2 KiB.
+func detect(c *chunk) modelCfg {
 	const sample = 256 << 10
-	best, bestN := 6, int(^uint(0)>>1)
-	for _, level := range []int{6, 9, 1, 2, 3, 4, 5, 7, 8} {
-		cs, _, _, err := corrections(s, restarts, zlibLevels[level], sample, bestN, false)
-		if err != nil {
+	maxD := 0
+	for _, t := range c.tokens {
+		maxD = max(maxD, int(t.dist))
+	}
+	fits := func(w int) bool { return w == 15 || maxD <= 1<<w-lookahead }
+	best, bestN := modelCfg{6, 15, 8}, int(^uint(0)>>1)
+	try := func(m modelCfg) bool {
+		cs, _, _, err := corrections(c, m, c.hist+sample, bestN)
+		if err == nil && len(cs) < bestN {
+			best, bestN = m, len(cs)
+		}
+		return bestN == 0
+	}
+	order := likelyModels
+	if fits(12) {
+		// No distance beyond a 4 KiB window: most likely qemu's clusters.
+		order = [][2]int{{12, 9}, {15, 8}, {15, 9}}
+	}
+	for _, wm := range order {
+		if !fits(wm[0]) {
 			continue
 		}
-		if len(cs) < bestN {
-			best, bestN = level, len(cs)
-			if bestN == 0 {
-				break
+		for _, l := range detectLevels {
+			if try(modelCfg{l, wm[0], wm[1]}) {
+				return best
+			}
+		}
+	}
+	if maxD > 1<<14-lookahead || bestN <= min(c.end-c.hist, sample)/2048 {
+		return best
+	}
+	level := best.level
+	for w := 14; w >= 9 && fits(w); w-- {
+		for ml := 9; ml >= 1; ml-- {
+			if (w == 12 && ml == 9) || try(modelCfg{level, w, ml}) || (level != 6 && try(modelCfg{6, w, ml})) {
+				if bestN == 0 {
+					return best
+				}
 			}
 		}
 	}

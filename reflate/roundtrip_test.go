@@ -1,7 +1,9 @@
 package reflate
 
 import (
+	"bufio"
 	"bytes"
+	"io"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -183,7 +185,9 @@ func TestModelOnGoFlate(t *testing.T) {
 	for _, name := range []string{"text", "binary", "mixed", "1byte", "empty"} {
 		for _, level := range []int{-2, 0, 1, 5, 9} {
 			c, _ := goFlate(in[name], level)
-			plain, recon, _, err := split(c, false)
+			var pb bytes.Buffer
+			recon, _, err := splitStream(bytes.NewReader(c), &pb, false)
+			plain := pb.Bytes()
 			if err != nil {
 				t.Fatalf("%s level %d: %v", name, level, err)
 			}
@@ -196,32 +200,53 @@ func TestModelOnGoFlate(t *testing.T) {
 	}
 }
 
-// TestSegments: with small segments, streams at lazy levels are rebuilt by several matchers
-// at once, each started from the recorded lazy state at its block.
-func TestSegments(t *testing.T) {
-	defer func(n int) { segmentSize = n }(segmentSize)
-	segmentSize = 20 << 10
+// TestChunks: with small chunks, streams are split into many chunks (inside blocks too),
+// each rebuilt by a matcher of its own started from the history and the recorded lazy state.
+func TestChunks(t *testing.T) {
+	defer func(a, b, c int) { chunkTarget, chunkMax, maxChunkBlocks = a, b, c }(chunkTarget, chunkMax, maxChunkBlocks)
+	chunkTarget, chunkMax, maxChunkBlocks = 20<<10, 40<<10, 50
 	in := inputs(t)
 	for _, name := range []string{"text", "binary", "mixed", "zeros"} {
 		for _, p := range []producer{
 			{"zlib-4", func(t testing.TB, d []byte) []byte { return pyZlib(t, d, 4) }},
+			{"zlib-1", func(t testing.TB, d []byte) []byte { return pyZlib(t, d, 1) }},
 			{"gzip-9", toolRaw("gzip", "-n", "-c", "-9")},
 			{"pigz-6", toolRaw("pigz", "-n", "-c", "-6", "-b", "32")},
 			{"libdeflate-9", toolRaw("libdeflate-gzip", "-n", "-c", "-9")},
 		} {
 			c := p.make(t, in[name])
-			s, err := parse(c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rs := markRestarts(s)
-			lvl := detectLevel(s, rs)
-			_, segs, _, err := corrections(s, rs, zlibLevels[lvl], len(s.plain)+1, len(s.tokens), true)
-			if err != nil {
-				t.Fatal(err)
-			}
 			r := checkRoundTrip(t, p.name+"/"+name, c, in[name])
-			t.Logf("%-12s %-7s level %d segments %d recon %d", p.name, name, lvl, len(segs), r)
+			t.Logf("%-12s %-7s %8d -> %8d recon %d (%.3f%%)", p.name, name, len(in[name]), len(c), r, 100*float64(r)/float64(len(c)))
 		}
+	}
+}
+
+// TestStream: SplitStream through a bufio.Reader stops at the stream's last byte (the bytes
+// after it are the caller's), and RebuildStream writes the same stream; a plain reader that
+// is not a ByteReader works too.
+func TestStream(t *testing.T) {
+	data := inputs(t)["binary"]
+	comp := gzipRaw(t, data, 9)
+	trailer := []byte("TRAILER")
+	br := bufio.NewReaderSize(bytes.NewReader(append(append([]byte{}, comp...), trailer...)), 4096)
+	var plain bytes.Buffer
+	recon, n, err := SplitStream(br, &plain)
+	if err != nil || n != int64(len(comp)) || !bytes.Equal(plain.Bytes(), data) {
+		t.Fatalf("split: n %d of %d, err %v", n, len(comp), err)
+	}
+	if rest, _ := io.ReadAll(br); !bytes.Equal(rest, trailer) {
+		t.Fatalf("after the stream: %q", rest)
+	}
+	var out bytes.Buffer
+	if err := RebuildStream(&out, io.MultiReader(&plain, bytes.NewReader(trailer)), recon); err != nil || !bytes.Equal(out.Bytes(), comp) {
+		t.Fatalf("rebuild: %v", err)
+	}
+	// a reader that is not an io.ByteReader
+	plain.Reset()
+	if recon, n, err = SplitStream(io.MultiReader(bytes.NewReader(comp)), &plain); err != nil || n != int64(len(comp)) {
+		t.Fatalf("split: %v", err)
+	}
+	if err := RebuildStream(io.Discard, bytes.NewReader(data[:len(data)-1]), recon); err == nil {
+		t.Fatal("short plain data rebuilt")
 	}
 }

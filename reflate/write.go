@@ -7,48 +7,63 @@ import (
 
 var errUnencodable = errors.New("token has no code in its block's Huffman code")
 
-// encode writes the stream's blocks bit for bit.
-func (s *stream) encode() ([]byte, error) {
-	w := &bitWriter{out: make([]byte, 0, s.nbytes+16)}
-	pos := 0
-	for bi := range s.blocks {
-		b := &s.blocks[bi]
-		h := uint32(b.typ) << 1
-		if b.final {
-			h |= 1
+// encode writes the chunk's blocks bit for bit, starting at bit c.phase of the first byte
+// (the bits below it zero). It returns the bytes and how many bits of the last one belong to
+// the chunk (0: all 8).
+func (c *chunk) encode() ([]byte, uint, error) {
+	w := &bitWriter{out: make([]byte, 0, (c.end-c.hist)/2+64), nacc: uint(c.phase)}
+	pos := c.hist
+	for bi := range c.blocks {
+		b := &c.blocks[bi]
+		if !b.cont {
+			h := uint32(b.typ) << 1
+			if b.final {
+				h |= 1
+			}
+			w.write(h, 3)
 		}
-		w.write(h, 3)
 		switch b.typ {
 		case typeStored:
 			w.align(b.pad)
 			w.write(uint32(b.storedLen), 16)
 			w.write(uint32(^b.storedLen&0xffff), 16)
-			if pos+b.storedLen > len(s.plain) {
-				return nil, fmt.Errorf("block %d: stored data past the end of the plain data", bi)
+			if pos+b.storedLen > c.end {
+				return nil, 0, fmt.Errorf("block %d: stored data past the chunk's end", bi)
 			}
-			w.out = append(w.out, s.plain[pos:pos+b.storedLen]...)
+			w.out = append(w.out, c.data[pos:pos+b.storedLen]...)
 			pos += b.storedLen
 		case typeFixed, typeDynamic:
 			lit, dist := fixedLitLen[:], fixedDist[:]
 			if b.typ == typeDynamic {
-				if err := writeDynHeader(w, b.hdr); err != nil {
-					return nil, fmt.Errorf("block %d: %w", bi, err)
+				if b.hdr == nil {
+					return nil, 0, fmt.Errorf("block %d: no header", bi)
+				}
+				if !b.cont {
+					if err := writeDynHeader(w, b.hdr); err != nil {
+						return nil, 0, fmt.Errorf("block %d: %w", bi, err)
+					}
 				}
 				lit, dist = b.hdr.litLens[:b.hdr.hlit], b.hdr.distLens[:b.hdr.hdist]
 			}
 			var err error
-			if pos, err = writeTokens(w, s.plain, pos, s.tokens[b.tokStart:b.tokEnd], lit, dist); err != nil {
-				return nil, fmt.Errorf("block %d: %w", bi, err)
+			if pos, err = writeTokens(w, c.data[:c.end], pos, c.tokens[b.tokStart:b.tokEnd], lit, dist, !b.open); err != nil {
+				return nil, 0, fmt.Errorf("block %d: %w", bi, err)
 			}
 		default:
-			return nil, fmt.Errorf("block %d: type %d", bi, b.typ)
+			return nil, 0, fmt.Errorf("block %d: type %d", bi, b.typ)
 		}
 	}
-	if pos != len(s.plain) {
-		return nil, fmt.Errorf("blocks cover %d of %d plain bytes", pos, len(s.plain))
+	if pos != c.end {
+		return nil, 0, fmt.Errorf("blocks cover %d of %d plain bytes", pos-c.hist, c.end-c.hist)
 	}
-	w.align(s.endPad)
-	return w.out, nil
+	if c.last {
+		w.align(c.endPad)
+	}
+	tail := w.nacc
+	if tail > 0 {
+		w.out = append(w.out, byte(w.acc))
+	}
+	return w.out, tail, nil
 }
 
 func writeDynHeader(w *bitWriter, h *dynHeader) error {
@@ -78,7 +93,8 @@ func writeDynHeader(w *bitWriter, h *dynHeader) error {
 	return nil
 }
 
-func writeTokens(w *bitWriter, plain []byte, pos int, toks []token, litLens, distLens []uint8) (int, error) {
+// writeTokens writes toks from position pos of plain, then the end-of-block code if eob.
+func writeTokens(w *bitWriter, plain []byte, pos int, toks []token, litLens, distLens []uint8, eob bool) (int, error) {
 	lc, err := canonicalCodes(litLens)
 	if err != nil {
 		return pos, err
@@ -100,6 +116,9 @@ func writeTokens(w *bitWriter, plain []byte, pos int, toks []token, litLens, dis
 			pos++
 			continue
 		}
+		if int(t.length) > maxMatch || t.length < minMatch || t.dist == 0 || int(t.dist) > wSize {
+			return pos, errUnencodable
+		}
 		ls := int(lengthCode[t.length])
 		ds := int(distCode[t.dist])
 		if 257+ls >= len(litLens) || litLens[257+ls] == 0 || ds >= len(distLens) || distLens[ds] == 0 {
@@ -110,6 +129,12 @@ func writeTokens(w *bitWriter, plain []byte, pos int, toks []token, litLens, dis
 		w.write(uint32(dc[ds]), uint(distLens[ds]))
 		w.write(uint32(t.dist-distBase[ds]), uint(distExtra[ds]))
 		pos += int(t.length)
+		if pos > len(plain) {
+			return pos, errors.New("match past the end of the plain data")
+		}
+	}
+	if !eob {
+		return pos, nil
 	}
 	if len(litLens) <= endBlock || litLens[endBlock] == 0 {
 		return pos, errUnencodable

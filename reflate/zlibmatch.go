@@ -6,23 +6,23 @@ import (
 )
 
 // This file predicts tokens the way zlib's deflate.c (and GNU gzip's and Info-ZIP's, which share
-// its design) chooses them: hash chains over 3-byte strings (zlib's hash with memLevel 8),
+// its design) chooses them: hash chains over 3-byte strings (zlib's hash, memLevel+7 bits),
 // longest_match with the level's good_length/nice_length/max_chain, deflate_fast below level 4
-// and deflate_slow's lazy evaluation with the TOO_FAR rule from level 4 up. The plain data is
-// all in memory, so matches may reach 32506 bytes back (zlib's MAX_DIST) wherever they are.
+// and deflate_slow's lazy evaluation with the TOO_FAR rule from level 4 up. The matcher sees
+// its chunk's plain data with the 32 KiB before it, so matches may reach MAX_DIST (the window
+// minus MIN_LOOKAHEAD) back wherever they are.
 
 const (
-	hashBits  = 15
-	hashSize  = 1 << hashBits
-	hashMask  = hashSize - 1
-	hashShift = (hashBits + 2) / 3
-	wSize     = 1 << 15
-	wMask     = wSize - 1
-	minMatch  = 3
-	maxMatch  = 258
-	maxDist   = wSize - (maxMatch + minMatch + 1) // zlib's MAX_DIST: window minus MIN_LOOKAHEAD
-	tooFar    = 4096
+	wSize    = 1 << 15 // deflate's largest window: the longest distance a stream may use
+	minMatch = 3
+	maxMatch = 258
+	tooFar   = 4096
 )
+
+// modelCfg is what the model detects of a producer: zlib's level, windowBits and memLevel.
+type modelCfg struct {
+	level, wbits, memLevel int
+}
 
 // zlibConfig is one row of zlib's configuration_table.
 type zlibConfig struct {
@@ -47,7 +47,13 @@ var zlibLevels = [10]zlibConfig{
 // caller tells it the token the stream really has there, and it carries on from that state, so
 // a difference costs one correction and not a desynchronised rest of the stream.
 type matcher struct {
-	cfg  zlibConfig
+	cfg zlibConfig
+	// window and hash parameters (deflateInit2's windowBits and memLevel)
+	wmask     int
+	maxDist   int
+	hashMask  int
+	hashShift int
+
 	data []byte
 	end  int // the producer saw data up to here (the next restart point, else len(data))
 	head []uint32
@@ -65,13 +71,17 @@ type matcher struct {
 	nextDist  int
 }
 
-func newMatcher(cfg zlibConfig, data []byte) *matcher {
-	return &matcher{cfg: cfg, data: data, end: len(data), head: make([]uint32, hashSize), prev: make([]uint32, wSize)}
+func newMatcher(m modelCfg, data []byte) *matcher {
+	hashBits := m.memLevel + 7
+	w := 1 << m.wbits
+	return &matcher{cfg: zlibLevels[m.level], data: data, end: len(data),
+		wmask: w - 1, maxDist: w - (maxMatch + minMatch + 1), hashMask: 1<<hashBits - 1, hashShift: (hashBits + minMatch - 1) / minMatch,
+		head: make([]uint32, 1<<hashBits), prev: make([]uint32, w)}
 }
 
 func (z *matcher) hash(p int) int {
 	d := z.data
-	return ((int(d[p])<<hashShift^int(d[p+1]))<<hashShift ^ int(d[p+2])) & hashMask
+	return ((int(d[p])<<z.hashShift^int(d[p+1]))<<z.hashShift ^ int(d[p+2])) & z.hashMask
 }
 
 // insertTo puts positions [z.ins, q) into the hash chains; zlib inserts a position only while
@@ -83,7 +93,7 @@ func (z *matcher) insertTo(q int) {
 	}
 	for p := z.ins; p < q; p++ {
 		h := z.hash(p)
-		z.prev[p&wMask] = z.head[h]
+		z.prev[p&z.wmask] = z.head[h]
 		z.head[h] = uint32(p)
 	}
 	if q > z.ins {
@@ -99,12 +109,12 @@ func (z *matcher) hashHead(p int) int {
 	}
 	if p < z.ins {
 		// p is already in the chains (searched before as the position after a boundary).
-		return int(z.prev[p&wMask])
+		return int(z.prev[p&z.wmask])
 	}
 	z.insertTo(p)
 	h := z.hash(p)
 	hh := z.head[h]
-	z.prev[p&wMask] = hh
+	z.prev[p&z.wmask] = hh
 	z.head[h] = uint32(p)
 	z.ins = p + 1
 	return int(hh)
@@ -125,8 +135,8 @@ func (z *matcher) longestMatch(p, cur, prevLen int) (int, int) {
 		nice = avail
 	}
 	limit := 0
-	if p > maxDist {
-		limit = p - maxDist
+	if p > z.maxDist {
+		limit = p - z.maxDist
 	}
 	maxLen := min(maxMatch, avail)
 	for {
@@ -139,7 +149,7 @@ func (z *matcher) longestMatch(p, cur, prevLen int) (int, int) {
 				}
 			}
 		}
-		cur = int(z.prev[cur&wMask])
+		cur = int(z.prev[cur&z.wmask])
 		if cur <= limit {
 			break
 		}
@@ -157,7 +167,7 @@ func (z *matcher) longestMatch(p, cur, prevLen int) (int, int) {
 // search is one deflate step's match search at p with zlib's prev_length = prevLen.
 func (z *matcher) search(p, prevLen int) (int, int) {
 	hh := z.hashHead(p)
-	if hh == 0 || p-hh > maxDist {
+	if hh == 0 || p-hh > z.maxDist {
 		return minMatch - 1, 0
 	}
 	if !z.cfg.fast && prevLen >= z.cfg.lazy {
@@ -232,7 +242,7 @@ func (z *matcher) restart(p, end int) {
 	z.end = end
 	clear(z.head)
 	clear(z.prev)
-	z.ins = max(0, p-wSize)
+	z.ins = max(0, p-z.wmask-1)
 	z.insertTo(p)
 }
 
@@ -261,8 +271,8 @@ func (z *matcher) candidates(p, length int, f func(q int) bool) {
 		return
 	}
 	d := z.data
-	q := int(z.prev[p&wMask])
-	for steps := 0; q > 0 && q < p && p-q <= wSize-2 && steps < maxRankWalk; steps++ {
+	q := int(z.prev[p&z.wmask])
+	for steps := 0; q > 0 && q < p && p-q <= z.wmask-1 && steps < maxRankWalk; steps++ {
 		n := 0
 		for n < length && d[q+n] == d[p+n] {
 			n++
@@ -270,7 +280,7 @@ func (z *matcher) candidates(p, length int, f func(q int) bool) {
 		if n == length && !f(q) {
 			return
 		}
-		next := int(z.prev[q&wMask])
+		next := int(z.prev[q&z.wmask])
 		if next >= q {
 			return
 		}

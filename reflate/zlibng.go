@@ -9,18 +9,8 @@ import (
 	"io"
 )
 
-// Method 2: the zlib-ng model (zlibng_match.go). Its level byte is the level (1-9) in bits
-// 0-3, windowBits-8 in bits 4-6 (qemu's qcow2 clusters use 12, everything else 15) and in bit
-// 7 the insertion cap of deflate_medium in releases after 2.2.2. The
-// body is coded like method 1's (a byte 0 as is, 1 deflated) and holds three sections, each a
-// length and its bytes:
-//
-//	blocks       as method 1's, without restart points
-//	headers      as method 1's
-//	corrections  count, then per difference: the number of tokens since the previous
-//	             difference, the stream's match length (0 for a literal) and, for a match,
-//	             its distance
-const methodZlibNG = 2
+// Method 2 is the zlib-ng model (zlibng_match.go) over a whole stream of one chunk; its
+// format is in doc.go.
 
 // ngTrials are the parameter sets tried, most likely first: qemu's VMDK grains and
 // everything through compress(), then qemu's qcow2 clusters.
@@ -44,22 +34,23 @@ func ngParam(level, wbits int, capInsert bool) byte {
 	return b
 }
 
-// splitZlibNG returns reconstruction data for s by the zlib-ng model when it is smaller than
-// limit bytes, else nil. comp is the stream's bytes.
-func splitZlibNG(s *stream, comp []byte, limit int) []byte {
-	// A stream the zlib model already predicts (a header and a few bytes per block) or one
-	// with distances beyond any window is not zlib-ng's to take.
-	if limit <= 48+2*len(s.blocks) || s.maxDist > 1<<15 {
-		return nil
+// splitZlibNG returns reconstruction data for c, a whole stream of n bytes whose CRC-32 is
+// sum, by the zlib-ng model when it is smaller than limit bytes, else nil. The result is
+// checked: it rebuilds the stream's length and CRC-32.
+func splitZlibNG(c *chunk, n int64, sum uint32, limit int) []byte {
+	maxDist := 0
+	for _, t := range c.tokens {
+		maxDist = max(maxDist, int(t.dist))
 	}
+	plain := c.data[:c.end]
 	const sample = 256 << 10
 	// worth trying only below 2% of the tokens; the cap bounds the work of each trial
-	best, bestN := -1, min(len(s.tokens)/50+1, sample/50)
+	best, bestN := -1, min(len(c.tokens)/50+1, sample/50)
 	for i, tr := range ngTrials {
-		if s.maxDist > 1<<tr.wbits {
+		if maxDist > 1<<tr.wbits {
 			continue
 		}
-		cs, ok := ngCorrections(s, ngParam(tr.level, tr.wbits, tr.capInsert), sample, bestN)
+		cs, ok := ngCorrections(c, ngParam(tr.level, tr.wbits, tr.capInsert), sample, bestN)
 		if ok && len(cs) < bestN {
 			best, bestN = i, len(cs)
 			if bestN == 0 {
@@ -72,18 +63,44 @@ func splitZlibNG(s *stream, comp []byte, limit int) []byte {
 	}
 	tr := ngTrials[best]
 	param := ngParam(tr.level, tr.wbits, tr.capInsert)
-	cs, ok := ngCorrections(s, param, len(s.plain)+1, len(s.tokens))
+	cs, ok := ngCorrections(c, param, len(plain)+1, len(c.tokens))
 	if !ok {
 		return nil
 	}
-	body := encodeNGBody(s, cs)
-	recon := appendHeader(nil, comp, len(s.plain), methodZlibNG, param)
-	recon = binary.AppendUvarint(recon, uint64(len(body)))
-	recon = append(recon, body...)
+	recon := appendNGHeader(nil, param, n, sum, len(plain))
+	recon = append(recon, encodeNGBody(c, cs)...)
 	if len(recon) >= limit {
 		return nil
 	}
+	if err := rebuild(io.Discard, bytes.NewReader(plain), mustHeader(recon)); err != nil {
+		return nil // the model's own check failed: method 1 stays
+	}
 	return recon
+}
+
+// appendNGHeader appends method 2's header (doc.go); the body follows it.
+func appendNGHeader(b []byte, param byte, n int64, sum uint32, plainLen int) []byte {
+	b = append(append(b, magic...), version, methodZlibNG, param)
+	b = binary.AppendUvarint(b, uint64(n))
+	b = binary.LittleEndian.AppendUint32(b, sum)
+	return binary.AppendUvarint(b, uint64(plainLen))
+}
+
+func mustHeader(recon []byte) *header {
+	h, err := readHeader(recon)
+	if err != nil {
+		panic(err) // written just above: a bug
+	}
+	return h
+}
+
+// checkNGParam checks method 2's level byte.
+func checkNGParam(param byte) error {
+	level, wbits := int(param&15), int(param>>4&7)+8
+	if level < 1 || level > 9 || wbits < 9 || wbits > 15 || (param&0x80 != 0 && ngLevels[level].strategy != ngMedium) {
+		return fmt.Errorf("%w: zlib-ng level %d, window bits %d", ErrCorrupt, level, wbits)
+	}
+	return nil
 }
 
 // runNG walks the blocks' tokens with a zlib-ng matcher; next gets each prediction and
@@ -121,9 +138,9 @@ func runNG(param byte, plain []byte, blocks []block, next func(i, p int, pred to
 
 // ngCorrections lists where the stream's tokens differ from the zlib-ng model's, stopping
 // once plain position limit is passed or more than maxCount are found (then ok is false).
-func ngCorrections(s *stream, param byte, limit, maxCount int) (cs []correction, ok bool) {
-	err := runNG(param, s.plain, s.blocks, func(i, p int, pred token, _ *ngMatcher) (token, error) {
-		t := s.tokens[i]
+func ngCorrections(c *chunk, param byte, limit, maxCount int) (cs []correction, ok bool) {
+	err := runNG(param, c.data[:c.end], c.blocks, func(i, p int, pred token, _ *ngMatcher) (token, error) {
+		t := c.tokens[i]
 		if t != pred {
 			cs = append(cs, correction{index: i, tok: t, rank: -1})
 			if len(cs) > maxCount {
@@ -141,7 +158,7 @@ func ngCorrections(s *stream, param byte, limit, maxCount int) (cs []correction,
 	return cs, err == nil
 }
 
-func encodeNGBody(s *stream, cs []correction) []byte {
+func encodeNGBody(s *chunk, cs []correction) []byte {
 	var blocks, trees, corr []byte
 	blocks = binary.AppendUvarint(blocks, uint64(len(s.blocks)))
 	tb := &treeBuilder{}
@@ -164,7 +181,7 @@ func encodeNGBody(s *stream, cs []correction) []byte {
 			}
 			continue
 		case typeDynamic:
-			blockFreqs(s.plain, b.pos, s.tokens[b.tokStart:b.tokEnd], &lf, &df)
+			blockFreqs(s.data, b.pos, s.tokens[b.tokStart:b.tokEnd], &lf, &df)
 			if !zlibHeader(tb, &lf, &df).equal(b.hdr) {
 				f |= flagRawTree
 				trees = appendRawHeader(trees, b.hdr)
@@ -200,11 +217,36 @@ func encodeNGBody(s *stream, cs []correction) []byte {
 	return out.Bytes()
 }
 
-// rebuildZlibNG is Rebuild for method 2.
-func rebuildZlibNG(plain, body []byte, param byte, n int) ([]byte, error) {
-	level, wbits := int(param&15), int(param>>4&7)+8
-	if level < 1 || level > 9 || wbits < 9 || wbits > 15 || (param&0x80 != 0 && ngLevels[level].strategy != ngMedium) {
-		return nil, fmt.Errorf("%w: zlib-ng level %d, window bits %d", ErrCorrupt, level, wbits)
+// rebuildNGStream is rebuild for method 2: the plain data, bounded by readHeader, is read
+// whole.
+func rebuildNGStream(w io.Writer, plain io.Reader, h *header) error {
+	data := make([]byte, h.plainLen)
+	if _, err := io.ReadFull(plain, data); err != nil {
+		return fmt.Errorf("reflate: plain data: %w", err)
+	}
+	out, err := rebuildZlibNG(data, h.body, h.ngParam)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(out)
+	return err
+}
+
+// section reads a length and that many bytes from r as a reader of their own.
+func section(r *bytes.Reader, rr *recReader) *recReader {
+	n := rr.uvarint(uint64(r.Len()))
+	if rr.err != nil {
+		return &recReader{r: bytes.NewReader(nil), err: rr.err}
+	}
+	b := make([]byte, n)
+	r.Read(b)
+	return &recReader{r: bytes.NewReader(b)}
+}
+
+// rebuildZlibNG makes the stream of method 2 from its plain data and body.
+func rebuildZlibNG(plain, body []byte, param byte) ([]byte, error) {
+	if err := checkNGParam(param); err != nil {
+		return nil, err
 	}
 	if len(body) == 0 {
 		return nil, fmt.Errorf("%w: empty body", ErrCorrupt)
@@ -221,17 +263,18 @@ func rebuildZlibNG(plain, body []byte, param byte, n int) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("%w: body coding %d", ErrCorrupt, body[0])
 	}
-	r := &reader{b: raw}
-	var secs [3]*reader
+	rb := bytes.NewReader(raw)
+	r := &recReader{r: rb}
+	var secs [3]*recReader
 	for i := range secs {
-		secs[i] = &reader{b: r.bytes(r.uvarint(uint64(len(raw))))}
+		secs[i] = section(rb, r)
 	}
-	if r.err != nil {
+	if r.err != nil || rb.Len() != 0 {
 		return nil, fmt.Errorf("%w: sections", ErrCorrupt)
 	}
 	br, tr, cr := secs[0], secs[1], secs[2]
-	s := &stream{plain: plain, nbytes: n}
-	nblocks := br.uvarint(uint64(len(br.b)))
+	s := &chunk{data: plain, end: len(plain), last: true}
+	nblocks := br.uvarint(uint64(len(raw)))
 	ntok := 0
 	for i := uint64(0); i < nblocks && br.err == nil && tr.err == nil; i++ {
 		f := br.byte()
@@ -301,7 +344,7 @@ func rebuildZlibNG(plain, body []byte, param byte, n int) ([]byte, error) {
 			b.hdr = zlibHeader(tb, &lf, &df)
 		}
 	}
-	out, err := s.encode()
+	out, _, err := s.encode()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
@@ -310,7 +353,7 @@ func rebuildZlibNG(plain, body []byte, param byte, n int) ([]byte, error) {
 
 // readNGCorrections decodes method 2's corrections: indexes rising below ntok, lengths 3-258,
 // distances 1-32768.
-func readNGCorrections(cr *reader, ntok int) ([]correction, error) {
+func readNGCorrections(cr *recReader, ntok int) ([]correction, error) {
 	n := cr.uvarint(uint64(ntok))
 	cs := make([]correction, 0, n)
 	next := -1

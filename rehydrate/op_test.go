@@ -15,16 +15,20 @@ import (
 
 // badParams are steps with parameters their op must refuse, one for every op that has any.
 var badParams = map[string]Step{
-	OpBlob:        {Op: OpBlob, Blob: "sha256:nothex"},
-	OpPatch:       {Op: OpPatch, Blob: "md5:0"},
-	OpRef:         {Op: OpRef},
-	OpExtract:     {Op: OpExtract, Offset: -1, Length: 4},
-	OpQcow2Encode: {Op: OpQcow2Encode, Params: json.RawMessage(`{"fileSize":"big"}`)},
-	OpVMDKEncode:  {Op: OpVMDKEncode, Params: json.RawMessage(`{"header":7}`)},
-	OpOVA:         {Op: OpOVA, Params: json.RawMessage(`{"disk":"disk.vmdk"}`)},
-	OpVHDFixed:    {Op: OpVHDFixed, Params: json.RawMessage(`{"dataSize":512}`)},
-	OpSparseTar:   {Op: OpSparseTar, Params: json.RawMessage(`{}`)},
-	OpVHDXDynamic: {Op: OpVHDXDynamic, Params: json.RawMessage(`{"fileSize":4096,"chunks":[]}`)},
+	OpBlob:            {Op: OpBlob, Blob: "sha256:nothex"},
+	OpPatch:           {Op: OpPatch, Blob: "md5:0"},
+	OpRef:             {Op: OpRef},
+	OpExtract:         {Op: OpExtract, Offset: -1, Length: 4},
+	OpQcow2Encode:     {Op: OpQcow2Encode, Params: json.RawMessage(`{"fileSize":"big"}`)},
+	OpVMDKEncode:      {Op: OpVMDKEncode, Params: json.RawMessage(`{"header":7}`)},
+	OpOVA:             {Op: OpOVA, Params: json.RawMessage(`{"disk":"disk.vmdk"}`)},
+	OpVHDFixed:        {Op: OpVHDFixed, Params: json.RawMessage(`{"dataSize":512}`)},
+	OpSparseTar:       {Op: OpSparseTar, Params: json.RawMessage(`{}`)},
+	OpVHDXDynamic:     {Op: OpVHDXDynamic, Params: json.RawMessage(`{"fileSize":4096,"chunks":[]}`)},
+	OpGzip:            {Op: OpGzip, Blob: "sha256:nothex"},
+	OpZip:             {Op: OpZip, Params: json.RawMessage(`{"head":"","dataSize":-1,"tail":""}`)},
+	OpOCIArchive:      {Op: OpOCIArchive, Params: json.RawMessage(`{"members":[],"end":512}`)},
+	OpQcow2Compressed: {Op: OpQcow2Compressed, Blob: "sha256:0"},
 }
 
 // noParamOps are the ops without parameters: any step of theirs is valid.

@@ -155,16 +155,7 @@ func originals(t *testing.T, rel *fixtures.Release, sm *streammeta.Release) map[
 	dir := t.TempDir()
 	out := map[string]string{}
 	for _, a := range sm.Artifacts {
-		p := filepath.Join(dir, a.Name)
-		f, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := streammeta.Decompress(t.Context(), a, filepath.Join(rel.Dir, a.ShippedName), f); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		out[a.Name] = p
+		out[a.Name] = original(t, rel, a, dir)
 	}
 	return out
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/rehydrator/rehydrator/streammeta"
+	"github.com/rehydrator/rehydrator/tests/fixtures"
 )
 
 // sharedImage is the small release built once per test binary into an OCI layout, for the
@@ -90,4 +91,24 @@ func assertOnly(t *testing.T, dir string, names ...string) {
 func sha256hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// original returns the shipped file of a as rehydrate must write it: the file in the release
+// when it ships uncompressed, else decompressed into dir (checked against the stream metadata).
+func original(t *testing.T, rel *fixtures.Release, a streammeta.Artifact, dir string) string {
+	t.Helper()
+	shipped := filepath.Join(rel.Dir, a.ShippedName)
+	if a.Compression == "" {
+		return shipped
+	}
+	p := filepath.Join(dir, a.Name)
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := streammeta.Decompress(t.Context(), a, shipped, f); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
