@@ -82,18 +82,29 @@ func measure(name string) error {
 	return nil
 }
 
-// methodLevel reads the method and level bytes of reconstruction data (reflate/doc.go):
-// after "RFL", the version, the stream's length, its CRC-32 and the plain length.
+// methodLevel reads the method and its parameters from reconstruction data (reflate/doc.go,
+// version 2): after "RFL" and the version, the method, then method 0's level+2, method 1's
+// level, windowBits and memLevel, method 2's level byte.
 func methodLevel(r []byte) string {
-	i := 4
-	_, n := binary.Uvarint(r[i:])
-	i += n + 4
-	_, n = binary.Uvarint(r[i:])
-	i += n
-	if i+1 >= len(r) {
+	if len(r) < 6 {
 		return "?"
 	}
-	return fmt.Sprintf("%d/%d", r[i], r[i+1])
+	switch r[4] {
+	case 0:
+		return fmt.Sprintf("go/%d", int(r[5])-2)
+	case 1:
+		if len(r) < 8 {
+			return "?"
+		}
+		return fmt.Sprintf("zlib/%d/w%d/m%d", r[5], r[6], r[7])
+	case 2:
+		s := fmt.Sprintf("zlibng/%d/w%d", r[5]&15, r[5]>>4&7+8)
+		if r[5]&0x80 != 0 {
+			s += "/cap"
+		}
+		return s
+	}
+	return fmt.Sprintf("method %d", r[4])
 }
 
 // deflateStreams returns the raw deflate streams of a streamOptimized VMDK's grains (zlib
