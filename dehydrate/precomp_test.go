@@ -2,6 +2,7 @@ package dehydrate
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"testing"
@@ -58,4 +59,34 @@ func TestFindSquashfs(t *testing.T) {
 	if _, size, err := findSquashfs(bytes.NewReader(pre), int64(len(pre))); err != nil || size != 0 {
 		t.Fatalf("no squashfs: %d bytes, %v", size, err)
 	}
+}
+
+// FuzzGPTParts: any disk gives partitions inside it or an error, never a panic.
+func FuzzGPTParts(f *testing.F) {
+	disk := make([]byte, 64<<10)
+	copy(disk[512:], "EFI PART")
+	le := binary.LittleEndian
+	le.PutUint64(disk[512+72:], 2) // entries at LBA 2
+	le.PutUint32(disk[512+80:], 4)
+	le.PutUint32(disk[512+84:], 128)
+	e := disk[1024:]
+	e[0] = 1 // a type GUID that is not zero
+	le.PutUint64(e[32:], 34)
+	le.PutUint64(e[40:], 100)
+	for i, c := range "root" {
+		le.PutUint16(e[56+2*i:], uint16(c))
+	}
+	f.Add(disk)
+	f.Add(disk[:1500])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		parts, err := gptParts(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			return
+		}
+		for _, p := range parts {
+			if p.off < 0 || p.size <= 0 || p.off+p.size > int64(len(b)) {
+				t.Fatalf("partition %+v outside the %d-byte disk", p, len(b))
+			}
+		}
+	})
 }
