@@ -3,13 +3,21 @@ package dehydrate
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 	"time"
+	"unicode/utf16"
 
 	"github.com/rehydrator/rehydrator/delta"
+	"github.com/rehydrator/rehydrator/filemap"
+	"github.com/rehydrator/rehydrator/filemap/fslist"
 	"github.com/rehydrator/rehydrator/precomp"
+	"github.com/rehydrator/rehydrator/qcow2"
 	"github.com/rehydrator/rehydrator/rehydrate"
+	"github.com/rehydrator/rehydrator/squashfs"
 )
 
 // precompMinCover is the share of a file its reproducible zstd frames must hold before the
@@ -20,7 +28,12 @@ const precompMinCover = 4 // 1/4
 // such as the live ISO's squashfs of the same root tree as the baseline disk: expand the frames
 // (precomp), compute a delta from the baseline's guest view to the expanded file — in any
 // order, since the squashfs lays the files out anew — and compress them again when rehydrating
-// (zstd-restore). It returns nil when the file holds too few such frames.
+// (zstd-restore). When the file holds a squashfs whose files the baseline's root and boot
+// filesystems hold too, the delta is taken against a synthetic base (filemap) that lays those
+// files out where the expanded ISO has them, which rehydration rebuilds from the map blob
+// (filemap step): always at least as good, since the whole baseline follows it (on the small
+// fcos-41 fixture's ISO, 26.8% of the ISO becomes 5.9%; BENCHMARKS.md). It returns nil when
+// the file holds too few such frames.
 func precompCandidate(ctx context.Context, basePath, targetPath, blobDir string, opt delta.Options, say func(string, ...any)) (*candidate, error) {
 	target, tsize, err := openSized(targetPath)
 	if err != nil {
@@ -64,10 +77,169 @@ func precompCandidate(ctx context.Context, basePath, targetPath, blobDir string,
 	defer base.Close()
 	opt.AnyOrder = true
 	start := time.Now()
-	d, err := writeDelta(base.guest, base.guest.Size(), x, xsize, blobDir, opt)
+	steps := []rehydrate.Step{{Op: rehydrate.OpQcow2Decode}}
+	var blobs []*blob
+	var from io.ReaderAt = base.guest
+	fromSize := base.guest.Size()
+	m, err := fileMap(base.guest, target, tsize, plan, x, xsize)
+	switch {
+	case err != nil:
+		say("%s: files not matched (%v): delta against the disk as it is", targetPath, err)
+	case m != nil:
+		st := m.Stats
+		say("%s: %d of %d live files paired with the disk's (%d by content): %d of %d file bytes laid out as the ISO has them",
+			targetPath, st.ByPath+st.ByContent, st.TargetFiles, st.ByContent, st.MappedBytes, st.TargetBytes)
+		mb, err := writeMap(blobDir, m)
+		if err != nil {
+			return nil, err
+		}
+		syn := filemap.NewReader(base.guest, m)
+		from, fromSize = syn, syn.Size()
+		steps = append(steps, rehydrate.Step{Op: rehydrate.OpFilemap, Blob: mb.digest})
+		blobs = append(blobs, mb)
+	}
+	d, err := writeDelta(from, fromSize, x, xsize, blobDir, opt)
 	if err != nil {
 		return nil, err
 	}
-	steps := []rehydrate.Step{{Op: rehydrate.OpQcow2Decode}, {Op: rehydrate.OpPatch, Blob: d.digest}, {Op: rehydrate.OpZstdRestore}}
-	return &candidate{steps: steps, onBaseline: true, blobs: []*blob{d}, took: time.Since(start)}, nil
+	steps = append(steps, rehydrate.Step{Op: rehydrate.OpPatch, Blob: d.digest}, rehydrate.Step{Op: rehydrate.OpZstdRestore})
+	return &candidate{steps: steps, onBaseline: true, blobs: append(blobs, d), took: time.Since(start)}, nil
+}
+
+// fileMap pairs the files of the squashfs inside the live ISO (target, expanded by plan into
+// x) with those of the baseline disk's root and boot filesystems, and returns the map of a
+// synthetic base that holds each paired file's disk bytes where the expanded ISO has them, then
+// the whole disk (so the kernel and initramfs are still found). The delta against it copies
+// every file, however small, in one piece (docs/DESIGN-NOTES.md, "Why the block-indexed delta
+// misses files"). It returns nil when there is nothing to pair: no squashfs, no root
+// filesystem the listers read, or no file in common.
+func fileMap(guest *qcow2.Image, target io.ReaderAt, tsize int64, plan *precomp.Plan, x io.ReaderAt, xsize int64) (*filemap.Map, error) {
+	sqOff, sqSize, err := findSquashfs(target, tsize)
+	if err != nil || sqSize == 0 {
+		return nil, err
+	}
+	gsize := guest.Size()
+	parts, err := gptParts(guest, gsize)
+	if err != nil {
+		return nil, err
+	}
+	var base []filemap.File
+	for _, p := range parts {
+		if p.name != "root" && p.name != "boot" {
+			continue
+		}
+		files, err := fslist.Root(guest, p.off, p.size)
+		if err != nil {
+			return nil, fmt.Errorf("baseline partition %q: %w", p.name, err)
+		}
+		if p.name == "boot" {
+			files = fslist.Mounted(files, "boot") // where the live root tree has it
+		}
+		base = append(base, files...)
+	}
+	if len(base) == 0 {
+		return nil, nil
+	}
+	exp, err := fslist.Expansion(plan, tsize)
+	if err != nil {
+		return nil, err
+	}
+	live, err := fslist.Squashfs(target, sqOff, sqSize, exp)
+	if err != nil {
+		return nil, fmt.Errorf("live squashfs at %d: %w", sqOff, err)
+	}
+	m, err := filemap.Build(base, live, xsize, filemap.Options{Base: guest, Target: x, Tail: gsize})
+	if err != nil || m.Stats.MappedBytes == 0 {
+		return nil, err
+	}
+	return m, nil
+}
+
+// writeMap stores an encoded map as a blob (a part of the delta: it goes when the candidate
+// loses).
+func writeMap(blobDir string, m *filemap.Map) (*blob, error) {
+	enc, err := m.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	b, err := writeBlob(blobDir, func(w io.Writer) error { _, err := w.Write(enc); return err })
+	if err != nil {
+		return nil, fmt.Errorf("file map: %w", err)
+	}
+	if b.packed, err = compressedSize(b.path); err != nil {
+		return nil, err
+	}
+	b.role = "delta"
+	return b, nil
+}
+
+// findSquashfs finds the first squashfs (its "hsqs" magic 4-byte aligned, as in rootfs.img's
+// newc cpio) that opens, and returns its offset and size; size 0 when there is none.
+func findSquashfs(r io.ReaderAt, size int64) (int64, int64, error) {
+	const chunk = 4 << 20
+	buf := make([]byte, chunk+4)
+	for off := int64(0); off < size; off += chunk {
+		n, err := r.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+		if err != nil && err != io.EOF {
+			return 0, 0, err
+		}
+		for i := 0; i+4 <= n && i < chunk; i += 4 {
+			if string(buf[i:i+4]) != "hsqs" {
+				continue
+			}
+			at := off + int64(i)
+			rd, err := squashfs.Open(io.NewSectionReader(r, at, size-at), size-at)
+			if err != nil {
+				continue // a chance "hsqs", or a squashfs we do not read
+			}
+			used := rd.Super.BytesUsed
+			rd.Close()
+			return at, used, nil
+		}
+	}
+	return 0, 0, nil
+}
+
+// part is a GPT partition of the baseline disk, in bytes.
+type part struct {
+	name      string
+	off, size int64
+}
+
+// gptParts reads the baseline's GPT (512- or 4096-byte sectors); none when it has no GPT.
+func gptParts(r io.ReaderAt, size int64) ([]part, error) {
+	le := binary.LittleEndian
+	for _, sector := range []int64{512, 4096} {
+		h := make([]byte, 92)
+		if size < 2*sector {
+			continue
+		}
+		if _, err := r.ReadAt(h, sector); err != nil || string(h[:8]) != "EFI PART" {
+			continue
+		}
+		lba, count, esize := int64(le.Uint64(h[72:])), int64(le.Uint32(h[80:])), int64(le.Uint32(h[84:]))
+		if esize < 128 || esize > 4096 || count > 1024 || lba < 0 || lba > size/sector || lba*sector+count*esize > size {
+			return nil, fmt.Errorf("baseline GPT: %d entries of %d bytes at LBA %d do not fit the disk", count, esize, lba)
+		}
+		tab := make([]byte, count*esize)
+		if _, err := r.ReadAt(tab, lba*sector); err != nil {
+			return nil, fmt.Errorf("baseline GPT entries: %w", err)
+		}
+		var out []part
+		for i := int64(0); i < count; i++ {
+			e := tab[i*esize:]
+			first, last := int64(le.Uint64(e[32:])), int64(le.Uint64(e[40:]))
+			if first <= 0 || last < first || last >= size/sector {
+				continue // unused, or not inside the disk
+			}
+			u := make([]uint16, 36)
+			for j := range u {
+				u[j] = le.Uint16(e[56+2*j:])
+			}
+			name, _, _ := strings.Cut(string(utf16.Decode(u)), "\x00")
+			out = append(out, part{name: name, off: first * sector, size: (last - first + 1) * sector})
+		}
+		return out, nil
+	}
+	return nil, nil
 }

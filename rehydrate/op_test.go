@@ -17,6 +17,7 @@ import (
 var badParams = map[string]Step{
 	OpBlob:            {Op: OpBlob, Blob: "sha256:nothex"},
 	OpPatch:           {Op: OpPatch, Blob: "md5:0"},
+	OpFilemap:         {Op: OpFilemap, Blob: "sha256:0"},
 	OpRef:             {Op: OpRef},
 	OpExtract:         {Op: OpExtract, Offset: -1, Length: 4},
 	OpQcow2Encode:     {Op: OpQcow2Encode, Params: json.RawMessage(`{"fileSize":"big"}`)},
