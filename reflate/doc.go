@@ -42,6 +42,12 @@
 //     goes on into the next chunk, is stored whole.
 //   - Block types, block sizes (in tokens; stored blocks in bytes), the padding bits before
 //     stored blocks and after the final block are stored as they are: a few bytes per block.
+//   - A stream of one chunk (at most about 2 MiB of plain data, such as a 64 KiB VMDK grain
+//     or qcow2 cluster) whose tokens the zlib model misses is also tried with a model of
+//     zlib-ng 2.2's deflate (zlibng_match.go; Fedora's qemu-img is linked with zlib-ng),
+//     kept as method 2 when its reconstruction data is smaller. It works on the whole stream,
+//     so it is limited to what Split holds anyway: the first chunk, when it is also the last;
+//     larger zlib-ng streams stay with the zlib model.
 //   - A stream that this build's compress/flate makes at some level from the plain data (in
 //     any sequence of Writes, then Close) is stored as that level alone. The check runs
 //     alongside the split, each level dropping out at its first different byte, and only
@@ -58,13 +64,25 @@
 // Reconstruction data, version 2 (integers are unsigned LEB128 varints unless sized):
 //
 //	"RFL" 2            magic and format version
-//	method             1 byte: 0 = Go compress/flate, 1 = zlib model
+//	method             1 byte: 0 = Go compress/flate, 1 = zlib model, 2 = zlib-ng model
 //	method 0:          level+2 (1 byte), stream length, CRC-32 of the stream (4 bytes LE),
 //	                   plain length; nothing follows
 //	method 1:          level, windowBits, memLevel (1 byte each), stream length, CRC-32 (4
 //	                   bytes LE), plain length, the body's coding (1 byte: 1 deflated, 0 as
 //	                   is, for a few small records), then the body: the chunk records (a
 //	                   compress/flate stream of them if deflated), the last one flagged
+//	method 2:          the level byte (bits 0-3 the level, 1-9; bits 4-6 windowBits-8; bit 7
+//	                   deflate_medium's insertion cap of zlib-ng releases after 2.2.2), stream
+//	                   length, CRC-32 (4 bytes LE), plain length (at most 8 MiB), the body's
+//	                   coding (1 byte, as method 1's), then the body: three sections, each a
+//	                   length and its bytes:
+//	  blocks           count, then per block a flags byte and the stored length or token
+//	                   count as in a chunk record (bits 5 and 6 unused), then the end padding
+//	  headers          the stored dynamic block headers in block order, coded as in a chunk
+//	                   record
+//	  corrections      count, then per difference: the number of tokens since the previous
+//	                   difference, the stream's match length (0 for a literal) and, for a
+//	                   match, its distance
 //
 // A chunk record:
 //

@@ -18,6 +18,7 @@ const (
 
 	methodGoFlate = 0 // the stream is Go compress/flate's output at a level: nothing else stored
 	methodZlib    = 1 // zlib model plus corrections
+	methodZlibNG  = 2 // zlib-ng model plus corrections, a whole one-chunk stream (zlibng.go)
 
 	flagFinal     = 1 << 0
 	flagTypeShift = 1
@@ -97,6 +98,7 @@ func splitStream(r io.Reader, plain io.Writer, tryGo bool) (recon []byte, n int6
 		}
 		prevOpen *block
 		rec      []byte
+		whole    *chunk     // the stream when it is one chunk the zlib model missed tokens of
 		raw      = []byte{} // the records as they are, while they are small
 	)
 	checked := make(chan error, 1)
@@ -140,6 +142,9 @@ func splitStream(r io.Reader, plain io.Writer, tryGo bool) (recon []byte, n int6
 		}
 		firstBytes = nil
 		g.feed(own)
+		if first && c.last && len(cs) > 0 {
+			whole = c
+		}
 		rec = appendChunk(rec[:0], c, cs, m)
 		// Check: rebuild the chunk from its record alone, while the next chunk is worked on.
 		if err := wait(); err != nil {
@@ -183,10 +188,19 @@ func splitStream(r io.Reader, plain io.Writer, tryGo bool) (recon []byte, n int6
 	out = binary.AppendUvarint(out, uint64(plainLen))
 	if raw != nil && len(raw) <= body.Len() {
 		out = append(out, bodyRaw)
-		return append(out, raw...), n, nil
+		out = append(out, raw...)
+	} else {
+		out = append(out, bodyDeflated)
+		out = append(out, body.Bytes()...)
 	}
-	out = append(out, bodyDeflated)
-	return append(out, body.Bytes()...), n, nil
+	if whole != nil {
+		// A small stream, such as a 64 KiB VMDK grain or qcow2 cluster: Fedora's qemu-img
+		// makes them with zlib-ng, which the zlib model misses a token in ten of.
+		if ng := splitZlibNG(whole, n, p.sum, len(out)); ng != nil {
+			out = ng
+		}
+	}
+	return out, n, nil
 }
 
 // appendChunk appends the chunk's record: what Rebuild needs besides the plain data.
@@ -559,7 +573,8 @@ type header struct {
 	sum      uint32 // its CRC-32
 	plainLen uint64
 	coding   byte   // zlib model: how the body is coded
-	body     []byte // zlib model: the chunk records
+	body     []byte // zlib model: the chunk records; zlib-ng model: coding and body
+	ngParam  byte   // zlib-ng model: level, windowBits and variant (zlibng.go)
 }
 
 func readHeader(recon []byte) (*header, error) {
@@ -587,6 +602,11 @@ func readHeader(recon []byte) (*header, error) {
 		if h.m.level < 1 || h.m.level > 9 || h.m.wbits < 9 || h.m.wbits > 15 || h.m.memLevel < 1 || h.m.memLevel > 9 {
 			return nil, fmt.Errorf("%w: zlib level %d, windowBits %d, memLevel %d", ErrCorrupt, h.m.level, h.m.wbits, h.m.memLevel)
 		}
+	case methodZlibNG:
+		h.ngParam = r.byte()
+		if err := checkNGParam(h.ngParam); err != nil {
+			return nil, err
+		}
 	default:
 		return nil, fmt.Errorf("%w: method %d", ErrCorrupt, h.method)
 	}
@@ -596,6 +616,13 @@ func readHeader(recon []byte) (*header, error) {
 	if h.method == methodZlib {
 		if h.coding = r.byte(); h.coding != bodyDeflated && h.coding != bodyRaw && r.err == nil {
 			return nil, fmt.Errorf("%w: body coding %d", ErrCorrupt, h.coding)
+		}
+		h.body = recon[len(recon)-br.Len():]
+	} else if h.method == methodZlibNG {
+		// Rebuild holds the whole plain data: Split writes method 2 only for a one-chunk
+		// stream, so anything larger than a chunk can be is damage.
+		if h.plainLen > maxChunkPlain {
+			return nil, fmt.Errorf("%w: zlib-ng model over %d plain bytes", ErrCorrupt, h.plainLen)
 		}
 		h.body = recon[len(recon)-br.Len():]
 	} else if br.Len() != 0 {
@@ -644,9 +671,12 @@ func rebuild(w io.Writer, plain io.Reader, h *header) error {
 	cw := &checkWriter{w: w, crc: crc32.NewIEEE()}
 	lr := &io.LimitedReader{R: plain, N: int64(h.plainLen)}
 	var err error
-	if h.method == methodGoFlate {
+	switch h.method {
+	case methodGoFlate:
 		err = rebuildGo(cw, lr, h.goLevel)
-	} else {
+	case methodZlibNG:
+		err = rebuildNGStream(cw, lr, h)
+	default:
 		err = rebuildZlib(cw, lr, h)
 	}
 	if err != nil {

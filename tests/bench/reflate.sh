@@ -6,7 +6,9 @@
 # <= 0.5% for zlib, gzip, pigz, zip and Go's compress/flate; <= 3% for other producers) and the
 # rebuild time; for gzip -9 also rebuild time over gzip -9's time to make the stream (target
 # <= 1.5x). Inputs default to 4 MiB of /usr/include/linux (text) and 4 MiB of libc.so.6 +
-# skopeo (binary). Needs python3 (system zlib), gzip, pigz, zip, busybox and libdeflate-tools.
+# skopeo (binary). Needs python3 (system zlib), gzip, pigz, zip, busybox and libdeflate-tools; the
+# zlib-ng producers (BenchmarkZlibNG) also need zlib-ng's compat library (scripts/build-zlib-ng.sh),
+# else they are skipped.
 #
 #   tests/bench/reflate.sh big [ROUNDS]
 # streaming in bounded memory: a plain file of ROUNDS (default 4) x (64 MiB of /usr/bin
@@ -38,8 +40,8 @@ if [ "${1:-}" = big ]; then
 fi
 
 [ -n "${1:-}" ] && export REFLATE_BENCH_INPUT="$1"
-go test -run '^$' -bench Producers -benchtime 1x -timeout 60m ./reflate | awk '
-  /^BenchmarkProducers\// {
+go test -run '^$' -bench 'Producers|ZlibNG' -benchtime 1x -timeout 60m ./reflate | awk '
+  /^Benchmark(Producers|ZlibNG)\// {
     split($1, n, "/"); sub(/-[0-9]+$/, "", n[3])
     x = ""; for (i = 3; i < NF; i += 2) v[$(i+1)] = $i
     if ("x-gzip9" in v) x = sprintf("%.2fx", v["x-gzip9"])
