@@ -1,0 +1,120 @@
+package dehydrate
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rehydrator/rehydrator/internal/diskview"
+	"github.com/rehydrator/rehydrator/rehydrate"
+)
+
+// testdata/zlibng.vmdk was made from zlibngGuest() by qemu-img linked with zlib-ng 2.2.2's
+// compat library, which CI lacks:
+//
+//	LD_LIBRARY_PATH=/var/cache/rehydrator-tools/zlib-ng-compat-2.2.2/lib \
+//	  qemu-img convert -f raw -O vmdk -o subformat=streamOptimized guest.raw zlibng.vmdk
+
+// zlibngSteps plans testdata/zlibng.vmdk as the format route does, with the guest as a blob.
+func zlibngSteps(t *testing.T) (steps []rehydrate.Step, blobs LocalBlobs, gb *blob, want string) {
+	t.Helper()
+	vm, err := os.ReadFile("testdata/zlibng.vmdk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(vm)
+	want = hex.EncodeToString(sum[:])
+	r := bytes.NewReader(vm)
+	f := diskview.Sniff(r, int64(len(vm)))
+	if f == nil {
+		t.Fatal("zlibng.vmdk not sniffed")
+	}
+	v, err := f.Open(r, int64(len(vm)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	guest := zlibngGuest()
+	got := make([]byte, v.Size)
+	if _, err := v.ReadAt(got, 0); err != nil || !bytes.Equal(got, guest) {
+		t.Fatalf("zlibng.vmdk's guest view is not zlibngGuest() (%v)", err)
+	}
+	fsteps, err := v.Steps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	gpath := filepath.Join(dir, "guest")
+	os.WriteFile(gpath, guest, 0o644)
+	gsum := sha256.Sum256(guest)
+	gd := "sha256:" + hex.EncodeToString(gsum[:])
+	blobs = LocalBlobs{gd: gpath}
+	// vmdk-encode alone (C zlib) does not make it: the grains are zlib-ng's.
+	if h := runSteps(t, blobs, append([]rehydrate.Step{{Op: rehydrate.OpBlob, Blob: gd}}, fsteps...)); h == want {
+		t.Fatal("C zlib reproduces zlibng.vmdk: it tests nothing")
+	}
+	steps, gb, note, err := vmdkGrains(fsteps, r, int64(len(vm)), dir)
+	if err != nil || gb == nil {
+		t.Fatalf("vmdkGrains: %v (blob %v)", err, gb)
+	}
+	t.Logf("%s; %d-byte VMDK", note, len(vm))
+	blobs[gb.digest] = gb.path
+	return append([]rehydrate.Step{{Op: rehydrate.OpBlob, Blob: gd}}, steps...), blobs, gb, want
+}
+
+func runSteps(t *testing.T, blobs LocalBlobs, steps []rehydrate.Step) string {
+	t.Helper()
+	h := sha256.New()
+	if _, err := rehydrate.Run(context.Background(), blobs, nil, steps, h); err != nil {
+		t.Fatalf("steps %v: %v", steps, err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// A VMDK whose grains zlib-ng made comes out bit for bit from its guest and reflate's data.
+func TestVMDKGrainsZlibNG(t *testing.T) {
+	steps, blobs, gb, want := zlibngSteps(t)
+	if steps[1].Op != rehydrate.OpVMDKGrains || steps[1].Blob != gb.digest {
+		t.Fatalf("steps %v, want vmdk-grains with the blob", steps)
+	}
+	if got := runSteps(t, blobs, steps); got != want {
+		t.Fatal("vmdk-grains does not rebuild zlibng.vmdk")
+	}
+	if st, _ := os.Stat("testdata/zlibng.vmdk"); gb.size > st.Size()/5 {
+		t.Fatalf("the grains blob has %d bytes for a %d-byte VMDK", gb.size, st.Size())
+	}
+}
+
+// A damaged grains blob gives a one-line error, never a wrong image.
+func TestVMDKGrainsBadBlob(t *testing.T) {
+	steps, blobs, gb, want := zlibngSteps(t)
+	good, _ := os.ReadFile(gb.path)
+	for name, mut := range map[string]func(b []byte) []byte{
+		"not a grains blob":    func(b []byte) []byte { return []byte("hello") },
+		"truncated":            func(b []byte) []byte { return b[:len(b)/2] },
+		"flipped recon byte":   func(b []byte) []byte { b[len(b)-5] ^= 0x40; return b },
+		"future version":       func(b []byte) []byte { b[3] = 9; return b },
+		"trailing garbage":     func(b []byte) []byte { return append(b, 1, 2, 3) },
+		"flipped early recons": func(b []byte) []byte { b[40] ^= 0x01; return b },
+	} {
+		t.Run(name, func(t *testing.T) {
+			os.WriteFile(gb.path, mut(bytes.Clone(good)), 0o644)
+			h := sha256.New()
+			_, err := rehydrate.Run(context.Background(), blobs, nil, steps, h)
+			if err == nil {
+				if hex.EncodeToString(h.Sum(nil)) == want {
+					return // a byte the rebuild does not depend on (the output is checked)
+				}
+				t.Fatal("a damaged blob gave a wrong image without an error")
+			}
+			if strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "blob") {
+				t.Fatalf("error %q: want one line naming the blob", err)
+			}
+			t.Log(err)
+		})
+	}
+}
