@@ -63,7 +63,7 @@ func ParseVMDKGrains(b []byte) (map[uint64][]byte, error) {
 	b = b[len(vgrMagic)+1:]
 	uv := func(what string) (uint64, error) {
 		v, n := binary.Uvarint(b)
-		if n <= 0 {
+		if n <= 0 || n != len(binary.AppendUvarint(nil, v)) { // one encoding per blob
 			return 0, fmt.Errorf("%w: bad %s", errVGR, what)
 		}
 		b = b[n:]
