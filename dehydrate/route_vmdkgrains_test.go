@@ -1,6 +1,7 @@
 package dehydrate
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rehydrator/rehydrator/internal/diskview"
 	"github.com/rehydrator/rehydrator/rehydrate"
@@ -20,12 +22,16 @@ import (
 //	LD_LIBRARY_PATH=/var/cache/rehydrator-tools/zlib-ng-compat-2.2.2/lib \
 //	  qemu-img convert -f raw -O vmdk -o subformat=streamOptimized guest.raw zlibng.vmdk
 
-// zlibngSteps plans testdata/zlibng.vmdk as the format route does, with the guest as a blob.
-func zlibngSteps(t *testing.T) (steps []rehydrate.Step, blobs LocalBlobs, gb *blob, want string) {
+// zlibngSteps plans testdata/zlibng.vmdk (or an OVA around it, when ova) as the format route
+// does, with the guest as a blob.
+func zlibngSteps(t *testing.T, ova bool) (steps []rehydrate.Step, blobs LocalBlobs, gb *blob, want string) {
 	t.Helper()
 	vm, err := os.ReadFile("testdata/zlibng.vmdk")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if ova {
+		vm = zlibngOVA(t, vm)
 	}
 	sum := sha256.Sum256(vm)
 	want = hex.EncodeToString(sum[:])
@@ -77,7 +83,7 @@ func runSteps(t *testing.T, blobs LocalBlobs, steps []rehydrate.Step) string {
 
 // A VMDK whose grains zlib-ng made comes out bit for bit from its guest and reflate's data.
 func TestVMDKGrainsZlibNG(t *testing.T) {
-	steps, blobs, gb, want := zlibngSteps(t)
+	steps, blobs, gb, want := zlibngSteps(t, false)
 	if steps[1].Op != rehydrate.OpVMDKGrains || steps[1].Blob != gb.digest {
 		t.Fatalf("steps %v, want vmdk-grains with the blob", steps)
 	}
@@ -91,7 +97,7 @@ func TestVMDKGrainsZlibNG(t *testing.T) {
 
 // A damaged grains blob gives a one-line error, never a wrong image.
 func TestVMDKGrainsBadBlob(t *testing.T) {
-	steps, blobs, gb, want := zlibngSteps(t)
+	steps, blobs, gb, want := zlibngSteps(t, false)
 	good, _ := os.ReadFile(gb.path)
 	for name, mut := range map[string]func(b []byte) []byte{
 		"not a grains blob":    func(b []byte) []byte { return []byte("hello") },
@@ -116,5 +122,42 @@ func TestVMDKGrainsBadBlob(t *testing.T) {
 			}
 			t.Log(err)
 		})
+	}
+}
+
+// zlibngOVA is an OVA (a ustar archive: the OVF, then the disk) around vm.
+func zlibngOVA(t *testing.T, vm []byte) []byte {
+	t.Helper()
+	ovf := []byte(`<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1">
+  <References><File ovf:href="disk.vmdk" ovf:id="file1"/></References>
+</Envelope>
+`)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, m := range []struct {
+		name string
+		b    []byte
+	}{{"coreos.ovf", ovf}, {"disk.vmdk", vm}} {
+		h := &tar.Header{Name: m.name, Mode: 0o644, Size: int64(len(m.b)), ModTime: time.Unix(1700000000, 0), Format: tar.FormatUSTAR}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(m.b)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// An OVA around a zlib-ng VMDK (vmware's, virtualbox's) comes out bit for bit too.
+func TestVMDKGrainsZlibNGOVA(t *testing.T) {
+	steps, blobs, _, want := zlibngSteps(t, true)
+	if len(steps) != 3 || steps[1].Op != rehydrate.OpVMDKGrains || steps[2].Op != rehydrate.OpOVA {
+		t.Fatalf("steps %v, want vmdk-grains then ova", steps)
+	}
+	if got := runSteps(t, blobs, steps); got != want {
+		t.Fatal("vmdk-grains and ova do not rebuild the OVA")
 	}
 }
