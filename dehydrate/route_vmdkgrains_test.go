@@ -4,8 +4,11 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"io"
+
 	"crypto/sha256"
 	"encoding/hex"
+	"github.com/rehydrator/rehydrator/delta"
 	"os"
 	"path/filepath"
 	"strings"
@@ -160,4 +163,77 @@ func TestVMDKGrainsZlibNGOVA(t *testing.T) {
 	if got := runSteps(t, blobs, steps); got != want {
 		t.Fatal("vmdk-grains and ova do not rebuild the OVA")
 	}
+}
+
+// BenchmarkVMDKGrains measures what a zlib-ng VMDK ($REHYDRATOR_ZLIBNG_VMDK, else
+// testdata/zlibng.vmdk) costs before (vmdk-encode, then a delta of the grains C zlib misses)
+// and with vmdk-grains (reflate's data of those grains), and the time each step takes.
+func BenchmarkVMDKGrains(b *testing.B) {
+	path := os.Getenv("REHYDRATOR_ZLIBNG_VMDK")
+	if path == "" {
+		path = "testdata/zlibng.vmdk"
+	}
+	target, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer target.Close()
+	st, _ := target.Stat()
+	tsize := st.Size()
+	f := diskview.Sniff(target, tsize)
+	v, err := f.Open(target, tsize)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fsteps, err := v.Steps()
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	gw, _ := os.Create(filepath.Join(dir, "guest"))
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(gw, h), io.NewSectionReader(v, 0, v.Size)); err != nil {
+		b.Fatal(err)
+	}
+	gw.Close()
+	gd := "sha256:" + hex.EncodeToString(h.Sum(nil))
+	blobs := LocalBlobs{gd: gw.Name()}
+	src := []rehydrate.Step{{Op: rehydrate.OpBlob, Blob: gd}}
+
+	// Before: vmdk-encode's output and the delta from it to the shipped file.
+	t0 := time.Now()
+	enc, _ := os.Create(filepath.Join(dir, "enc"))
+	if _, err := rehydrate.Run(context.Background(), blobs, nil, append(src, fsteps...), enc); err != nil {
+		b.Fatal(err)
+	}
+	encTime := time.Since(t0)
+	before, err := writeDelta(enc, tsize, target, tsize, dir, delta.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	enc.Close()
+
+	t0 = time.Now()
+	steps, gb, note, err := vmdkGrains(fsteps, target, tsize, dir)
+	if err != nil || gb == nil {
+		b.Fatalf("vmdkGrains: %v", err)
+	}
+	splitTime := time.Since(t0)
+	blobs[gb.digest] = gb.path
+	b.ResetTimer()
+	for range b.N {
+		t0 = time.Now()
+		sum := sha256.New()
+		if _, err := rehydrate.Run(context.Background(), blobs, nil, append(src, steps...), sum); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(time.Since(t0).Seconds(), "grains-s")
+	}
+	b.StopTimer()
+	b.Logf("%s: %d bytes; %s", path, tsize, note)
+	b.Logf("before: vmdk-encode %.2fs, leftover delta %d bytes (%d packed, %.2f%% of the file)", encTime.Seconds(), before.size, before.packed, 100*float64(before.size)/float64(tsize))
+	b.Logf("after:  vmdk-grains blob %d bytes (%d packed, %.3f%% of the file), split %.2fs", gb.size, gb.packed, 100*float64(gb.size)/float64(tsize), splitTime.Seconds())
+	b.ReportMetric(float64(before.size), "before-B")
+	b.ReportMetric(float64(gb.size), "after-B")
+	b.ReportMetric(encTime.Seconds(), "encode-s")
 }
