@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/rehydrator/rehydrator/delta"
@@ -65,8 +66,15 @@ func formatCandidate(ctx context.Context, basePath, baseDigest, targetPath, targ
 	if err != nil {
 		return nil, false, "", fmt.Errorf("%s guest view: %w", f.Name, err)
 	}
+	fsteps, gb, gnote, err := vmdkGrains(fsteps, target, tsize, blobDir)
+	if err != nil {
+		return nil, false, "", fmt.Errorf("%s: %w", f.Name, err)
+	}
 	steps := append([]rehydrate.Step{{Op: rehydrate.OpQcow2Decode}, {Op: rehydrate.OpPatch, Blob: gd.digest}}, fsteps...)
 	c = &candidate{steps: steps, onBaseline: true, blobs: []*blob{gd}, took: time.Since(start)}
+	if gb != nil {
+		c.blobs = append(c.blobs, gb)
+	}
 	left, note, err := leftover(ctx, c, base.f, baseDigest, target, tsize, targetSHA, blobDir, opt)
 	if errors.Is(err, errStepsFailed) {
 		os.Remove(gd.path)
@@ -80,6 +88,9 @@ func formatCandidate(ctx context.Context, basePath, baseDigest, targetPath, targ
 		c.steps = append(c.steps, rehydrate.Step{Op: rehydrate.OpPatch, Blob: left.digest})
 		note = fmt.Sprintf("%s of %s differ after re-encoding: a last delta of %d bytes carries them", note, f.Name, left.size)
 	}
+	if gnote != "" {
+		note = strings.TrimPrefix(note+"; "+gnote, "; ")
+	}
 	return c, false, note, nil
 }
 
@@ -91,7 +102,10 @@ var errStepsFailed = errors.New("steps failed")
 func leftover(ctx context.Context, c *candidate, base *os.File, baseDigest string, target *os.File, tsize int64, targetSHA, blobDir string, opt delta.Options) (*blob, string, error) {
 	// Hash it first; only where it differs is it written out.
 	steps := append([]rehydrate.Step{{Op: rehydrate.OpBlob, Blob: baseDigest}}, c.steps...)
-	blobs := LocalBlobs{baseDigest: base.Name(), c.blobs[0].digest: c.blobs[0].path}
+	blobs := LocalBlobs{baseDigest: base.Name()}
+	for _, b := range c.blobs {
+		blobs[b.digest] = b.path
+	}
 	h := sha256.New()
 	if _, err := rehydrate.Run(ctx, blobs, nil, steps, h); err != nil {
 		return nil, "", fmt.Errorf("%w: %w", errStepsFailed, err)

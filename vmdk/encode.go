@@ -38,8 +38,25 @@ func (e *MismatchError) Unwrap() error { return ErrGrainMismatch }
 // with a *MismatchError after the whole image has been written. Encode needs
 // cgo (zlib); without it, it fails with ErrUnsupported before writing.
 func Encode(w io.Writer, guest io.Reader, p *Params) error {
+	return EncodeWith(w, guest, p, EncodeOptions{})
+}
+
+// EncodeOptions let a caller supply or inspect the compressed stream of grains that zlib at
+// the recorded level does not reproduce (an image made with another deflate, e.g. zlib-ng).
+// Both funcs are called from the compressing workers, concurrently and in any order.
+type EncodeOptions struct {
+	// Grain, if set, is asked first for each grain (index: its first LBA / GrainSize, data:
+	// its guest bytes): it writes the grain's whole zlib stream into dst and returns its
+	// length with ok, or returns ok false to have zlib compress the grain.
+	Grain func(index uint64, data, dst []byte) (n int, ok bool, err error)
+	// Compressed, if set, sees each grain's compressed stream as it goes into the image.
+	Compressed func(index uint64, data, comp []byte) error
+}
+
+// EncodeWith is Encode with opt's per-grain hooks.
+func EncodeWith(w io.Writer, guest io.Reader, p *Params, opt EncodeOptions) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
-	mism, err := encode(writerEmitter{bw}, guest, p)
+	mism, err := encode(writerEmitter{bw}, guest, p, opt)
 	if err != nil {
 		return err
 	}
@@ -80,7 +97,7 @@ func emitZeros(out emitter, n int64, lba int64) error {
 
 // encode writes the image to out and returns the LBAs of grains whose size
 // differs from the recorded one.
-func encode(out emitter, guest io.Reader, p *Params) ([]uint64, error) {
+func encode(out emitter, guest io.Reader, p *Params, opt EncodeOptions) ([]uint64, error) {
 	g, err := p.check()
 	if err != nil {
 		return nil, err
@@ -95,7 +112,7 @@ func encode(out emitter, guest io.Reader, p *Params) ([]uint64, error) {
 	if err := writeMetadata(out, p, g); err != nil {
 		return nil, err
 	}
-	mism, err := writeGrains(out, guest, p, g, level)
+	mism, err := writeGrains(out, guest, p, g, level, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +202,7 @@ var errNoZlib = fmt.Errorf("%w: re-encoding grains needs zlib's deflate (Go's gi
 
 var errStopped = errors.New("vmdk: encode stopped")
 
-func writeGrains(out emitter, guest io.Reader, p *Params, g geometry, level int) ([]uint64, error) {
+func writeGrains(out emitter, guest io.Reader, p *Params, g geometry, level int, opt EncodeOptions) ([]uint64, error) {
 	workers := runtime.GOMAXPROCS(0)
 	bound := zlibBound(int(g.grainBytes))
 	outCap := grainMark + max(bound, 2*int(g.grainBytes)) + SectorSize
@@ -202,7 +219,7 @@ func writeGrains(out emitter, guest io.Reader, p *Params, g geometry, level int)
 			defer wg.Done()
 			for j := range work {
 				in := (*j.in)[:int(min(g.grainBytes, g.capBytes-int64(j.gr.Index)*g.grainBytes))]
-				j.n, j.err = zlibCompress((*j.out)[grainMark:grainMark+bound], in, level)
+				j.n, j.err = compressGrain(j, in, bound, level, opt)
 				close(j.done)
 			}
 		}()
@@ -257,6 +274,33 @@ func writeGrains(out emitter, guest io.Reader, p *Params, g geometry, level int)
 		return nil, readErr
 	}
 	return mism, nil
+}
+
+// compressGrain fills j.out after the marker with the grain's compressed stream: the
+// caller's (opt.Grain) or zlib's.
+func compressGrain(j *grainJob, in []byte, bound, level int, opt EncodeOptions) (int, error) {
+	dst := (*j.out)[grainMark:]
+	if opt.Grain != nil {
+		n, ok, err := opt.Grain(j.gr.Index, in, dst[:len(dst)-SectorSize])
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			return n, callCompressed(opt, j.gr.Index, in, dst[:n])
+		}
+	}
+	n, err := zlibCompress(dst[:bound], in, level)
+	if err != nil {
+		return 0, err
+	}
+	return n, callCompressed(opt, j.gr.Index, in, dst[:n])
+}
+
+func callCompressed(opt EncodeOptions, index uint64, in, comp []byte) error {
+	if opt.Compressed == nil {
+		return nil
+	}
+	return opt.Compressed(index, in, comp)
 }
 
 // emitGrain writes a grain into its recorded slot: marker, compressed bytes,

@@ -61,7 +61,7 @@ func (img *Image) Verify() (*Report, error) {
 	rep := &Report{Deflate: fmt.Sprintf("zlib-%s level %d", zlibVersion(), level)}
 	c := &compareEmitter{orig: img.r, size: img.fileSize, lastLBA: -1}
 	// A grain whose size differs is also a byte difference, so c lists it.
-	if _, err := encode(c, io.NewSectionReader(img, 0, img.Size()), p); err != nil {
+	if _, err := encode(c, io.NewSectionReader(img, 0, img.Size()), p, EncodeOptions{}); err != nil {
 		return nil, err
 	}
 	_ = p.Grains.All(func(Grain) error { rep.Grains++; return nil })
