@@ -25,6 +25,7 @@ var badParams = map[string]Step{
 	OpVHDFixed:    {Op: OpVHDFixed, Params: json.RawMessage(`{"dataSize":512}`)},
 	OpSparseTar:   {Op: OpSparseTar, Params: json.RawMessage(`{}`)},
 	OpVHDXDynamic: {Op: OpVHDXDynamic, Params: json.RawMessage(`{"fileSize":4096,"chunks":[]}`)},
+	OpEROFS:       {Op: OpEROFS, Params: json.RawMessage(`{"images":[]}`)},
 }
 
 // noParamOps are the ops without parameters: any step of theirs is valid.
