@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -81,5 +82,6 @@ func TestLive44FromBaseline(t *testing.T) {
 	if len(names) != 4 {
 		t.Fatalf("rehydrated %v, want the ISO and 3 PXE files", names)
 	}
+	sort.Strings(names)
 	assertOnly(t, out, names...)
 }
