@@ -29,6 +29,7 @@ var routes = []route{
 	guestDelta,  // any other disk: a delta against the baseline's guest view
 	movedData,   // a raw disk whose data moved (metal4k): an any-order delta (route_anyorder.go)
 	precompISO,  // the live ISO: a delta of its expanded zstd frames, compressed again
+	erofsISO,    // the live ISO since Fedora 42: a delta of its expanded EROFS clusters (route_erofs.go)
 }
 
 // candidate is one way to store an artifact: its steps and the blobs they read.

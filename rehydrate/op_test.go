@@ -31,6 +31,7 @@ var badParams = map[string]Step{
 	OpOCIArchive:      {Op: OpOCIArchive, Params: json.RawMessage(`{"members":[],"end":512}`)},
 	OpQcow2Compressed: {Op: OpQcow2Compressed, Blob: "sha256:0"},
 	OpVMDKGrains:      {Op: OpVMDKGrains, Blob: "sha256:nothex", Params: json.RawMessage(`{"header":7}`)},
+	OpEROFS:           {Op: OpEROFS, Params: json.RawMessage(`{"images":[]}`)},
 }
 
 // noParamOps are the ops without parameters: any step of theirs is valid.
