@@ -6,7 +6,7 @@
 #   podman build --build-arg GO_IMAGE=localhost/rehydrator-go-builder -t rehydrator .
 #
 # The image holds GOROOT (without tests and docs), /bin/sh, and this machine's gcc, binutils,
-# C library headers and the static zlib and libzstd: enough for the Containerfile's builder
+# C library headers and the static zlib, libzstd and liblzma: enough for the Containerfile's builder
 # stage, which builds the static cgo binary from vendor/ or the module cache. Extra podman options (e.g. --root DIR --storage-driver vfs) go in $PODMAN.
 set -euo pipefail
 tag=${1:?usage: go-builder-image.sh TAG}
@@ -39,9 +39,9 @@ copy_libs() { # copy_libs ELF...: the shared objects each one links
 }
 copy_libs /bin/sh
 # The C toolchain and the static C libraries the release binary links (cgo: zlib for
-# vmdk-encode, libzstd for zstd-restore), taken from this machine's Debian packages.
+# vmdk-encode, libzstd for zstd-restore, liblzma for erofs-restore), taken from this machine's Debian packages.
 cpkgs=(gcc gcc-12 cpp-12 binutils binutils-x86-64-linux-gnu libc6-dev libc-dev-bin linux-libc-dev
-       libgcc-12-dev libcrypt-dev zlib1g-dev libzstd-dev)
+       libgcc-12-dev libcrypt-dev zlib1g-dev libzstd-dev liblzma-dev)
 for p in "${cpkgs[@]}"; do
   dpkg -L "$p" 2>/dev/null || { echo "go-builder-image: package $p is missing (scripts/setup-debian.sh installs it)" >&2; exit 1; }
 done | while read -r f; do
