@@ -133,3 +133,17 @@ func isQcow2(path string) bool {
 	defer f.Close()
 	return qcow2.Sniff(f, size)
 }
+
+// dataBlob stores b as a blob of the delta role, with its compressed size measured: the small
+// side data of a route (reconstruction data, a map, a plan).
+func dataBlob(blobDir string, b []byte) (*blob, error) {
+	bl, err := writeBlob(blobDir, func(w io.Writer) error { _, err := w.Write(b); return err })
+	if err != nil {
+		return nil, err
+	}
+	if bl.packed, err = compressedSize(bl.path); err != nil {
+		return nil, err
+	}
+	bl.role = "delta"
+	return bl, nil
+}

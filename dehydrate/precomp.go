@@ -162,14 +162,10 @@ func writeMap(blobDir string, m *filemap.Map) (*blob, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := writeBlob(blobDir, func(w io.Writer) error { _, err := w.Write(enc); return err })
+	b, err := dataBlob(blobDir, enc)
 	if err != nil {
 		return nil, fmt.Errorf("file map: %w", err)
 	}
-	if b.packed, err = compressedSize(b.path); err != nil {
-		return nil, err
-	}
-	b.role = "delta"
 	return b, nil
 }
 

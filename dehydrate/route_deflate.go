@@ -162,14 +162,10 @@ func gzipCandidate(ctx context.Context, j *job) (*candidate, string, error) {
 	if err != nil {
 		return nil, fmt.Sprintf("gzip not split (%v): left to the other routes", err), nil
 	}
-	rb, err := writeBlob(j.blobDir, func(w io.Writer) error { _, err := w.Write(recon); return err })
+	rb, err := dataBlob(j.blobDir, recon)
 	if err != nil {
 		return nil, "", err
 	}
-	if rb.packed, err = compressedSize(rb.path); err != nil {
-		return nil, "", err
-	}
-	rb.role = "delta"
 	inner, err := j.nested(ctx, plain.Name(), "gunzip")
 	if err != nil || inner == nil {
 		os.Remove(rb.path)
@@ -215,14 +211,10 @@ func zipCandidate(ctx context.Context, j *job) (*candidate, string, error) {
 		if recon, _, err = reflate.SplitStream(bufio.NewReaderSize(a.Raw(), 1<<20), bw); err != nil {
 			return nil, fmt.Sprintf("zip member's deflate not split (%v): left to the other routes", err), nil
 		}
-		rb, err := writeBlob(j.blobDir, func(w io.Writer) error { _, err := w.Write(recon); return err })
+		rb, err := dataBlob(j.blobDir, recon)
 		if err != nil {
 			return nil, "", err
 		}
-		if rb.packed, err = compressedSize(rb.path); err != nil {
-			return nil, "", err
-		}
-		rb.role = "delta"
 		step.Blob, blobs = rb.digest, []*blob{rb}
 	default:
 		return nil, fmt.Sprintf("zip member method %d: left to the other routes", a.Member.Method), nil
@@ -338,14 +330,10 @@ func qcow2cCandidate(ctx context.Context, j *job) (*candidate, string, error) {
 	if err != nil {
 		return nil, fmt.Sprintf("compressed clusters not split (%v): left to the other routes", err), nil
 	}
-	pb, err := writeBlob(j.blobDir, func(w io.Writer) error { _, err := w.Write(planBlob); return err })
+	pb, err := dataBlob(j.blobDir, planBlob)
 	if err != nil {
 		return nil, "", err
 	}
-	if pb.packed, err = compressedSize(pb.path); err != nil {
-		return nil, "", err
-	}
-	pb.role = "delta"
 	j.say("%s: %d of %d compressed clusters rebuilt by reflate (%d bytes of reconstruction data), %d uncompressed ones copied from the guest, %d bytes kept verbatim",
 		j.art.Name, st.Rebuilt, st.Clusters, st.Recon, st.Raw, st.Verbatim)
 	base, err := openBaseline(j.files[j.base])

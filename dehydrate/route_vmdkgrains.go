@@ -52,14 +52,10 @@ func vmdkGrains(steps []rehydrate.Step, target io.ReaderAt, tsize int64, blobDir
 		return steps, nil, "", nil
 	}
 	recon := rehydrate.MarshalVMDKGrains(grains)
-	b, err := writeBlob(blobDir, func(w io.Writer) error { _, err := w.Write(recon); return err })
+	b, err := dataBlob(blobDir, recon)
 	if err != nil {
 		return nil, nil, "", err
 	}
-	if b.packed, err = compressedSize(b.path); err != nil {
-		return nil, nil, "", err
-	}
-	b.role = "delta"
 	out := append([]rehydrate.Step(nil), steps...)
 	out[at] = rehydrate.Step{Op: rehydrate.OpVMDKGrains, Blob: b.digest, Params: steps[at].Params}
 	note := fmt.Sprintf("%d of %d vmdk grains not made by %s: rebuilt by reflate from %d bytes", len(grains), total, p.Deflate, b.size)

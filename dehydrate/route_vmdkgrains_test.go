@@ -8,12 +8,13 @@ import (
 
 	"crypto/sha256"
 	"encoding/hex"
-	"github.com/rehydrator/rehydrator/delta"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rehydrator/rehydrator/delta"
 
 	"github.com/rehydrator/rehydrator/internal/diskview"
 	"github.com/rehydrator/rehydrator/rehydrate"
