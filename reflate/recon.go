@@ -535,25 +535,7 @@ func rebuildChunk(m modelCfg, c *chunk, cs []correction) ([]byte, uint, error) {
 	if ci != len(cs) {
 		return nil, 0, fmt.Errorf("%w: corrections past the chunk's tokens", ErrCorrupt)
 	}
-	tb := &treeBuilder{}
-	var lf [286]int
-	var df [30]int
-	pos := c.hist
-	for bi := range c.blocks {
-		b := &c.blocks[bi]
-		b.pos = pos
-		if b.typ == typeStored {
-			pos += b.storedLen
-			continue
-		}
-		for _, t := range c.tokens[b.tokStart:b.tokEnd] {
-			pos += max(1, int(t.length))
-		}
-		if b.typ == typeDynamic && b.hdr == nil {
-			blockFreqs(c.data, b.pos, c.tokens[b.tokStart:b.tokEnd], &lf, &df)
-			b.hdr = zlibHeader(tb, &lf, &df)
-		}
-	}
+	placeBlocks(c.data, c.hist, c.blocks, c.tokens)
 	out, tail, err := c.encode()
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: %v", ErrCorrupt, err)
@@ -824,5 +806,30 @@ func (c *chunk) place(data []byte, hist int) {
 	c.end += hist
 	for i := range c.restarts {
 		c.restarts[i] += hist
+	}
+}
+
+// placeBlocks sets each block's position in data, the first at start, from its stored length
+// or its tokens, and gives each dynamic block whose header was not stored the header zlib's
+// trees.c makes from the block's symbol counts. Rebuilding a chunk (both models) needs it.
+func placeBlocks(data []byte, start int, blocks []block, tokens []token) {
+	tb := &treeBuilder{}
+	var lf [286]int
+	var df [30]int
+	pos := start
+	for bi := range blocks {
+		b := &blocks[bi]
+		b.pos = pos
+		if b.typ == typeStored {
+			pos += b.storedLen
+			continue
+		}
+		for _, t := range tokens[b.tokStart:b.tokEnd] {
+			pos += max(1, int(t.length))
+		}
+		if b.typ == typeDynamic && b.hdr == nil {
+			blockFreqs(data, b.pos, tokens[b.tokStart:b.tokEnd], &lf, &df)
+			b.hdr = zlibHeader(tb, &lf, &df)
+		}
 	}
 }

@@ -318,25 +318,7 @@ func rebuildZlibNG(plain, body []byte, param byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
-	tb := &treeBuilder{}
-	var lf [286]int
-	var df [30]int
-	pos := 0
-	for bi := range s.blocks {
-		b := &s.blocks[bi]
-		b.pos = pos
-		if b.typ == typeStored {
-			pos += b.storedLen
-			continue
-		}
-		for _, t := range s.tokens[b.tokStart:b.tokEnd] {
-			pos += max(1, int(t.length))
-		}
-		if b.typ == typeDynamic && b.hdr == nil {
-			blockFreqs(plain, b.pos, s.tokens[b.tokStart:b.tokEnd], &lf, &df)
-			b.hdr = zlibHeader(tb, &lf, &df)
-		}
-	}
+	placeBlocks(plain, 0, s.blocks, s.tokens)
 	out, _, err := s.encode()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
