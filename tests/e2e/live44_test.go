@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -28,21 +26,7 @@ func TestLive44FromBaseline(t *testing.T) {
 	mustRun(t, "build", rel.Dir, "--output", ref, "--level", "1", "-q", "--report", report)
 	t.Logf("build (self-checked): %s", time.Since(start).Round(time.Second))
 
-	var rep struct {
-		Artifacts []struct {
-			Name       string `json:"name"`
-			Method     string `json:"method"`
-			Size       int64  `json:"size"`
-			LayerBytes int64  `json:"layerBytes"`
-		} `json:"artifacts"`
-	}
-	js, err := os.ReadFile(report)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(js, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := readReport(t, report)
 	var iso string
 	for _, a := range rep.Artifacts {
 		switch {

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,21 +22,7 @@ func TestLiveISOFromBaseline(t *testing.T) {
 	report := filepath.Join(work, "report.json")
 	mustRun(t, "build", rel.Dir, "--output", ref, "--level", "3", "-q", "--report", report)
 
-	var rep struct {
-		Artifacts []struct {
-			Name       string `json:"name"`
-			Method     string `json:"method"`
-			Size       int64  `json:"size"`
-			LayerBytes int64  `json:"layerBytes"`
-		} `json:"artifacts"`
-	}
-	js, err := os.ReadFile(report)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(js, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := readReport(t, report)
 	var iso string
 	for _, a := range rep.Artifacts {
 		switch {

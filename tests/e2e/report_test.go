@@ -10,19 +10,7 @@ import (
 // baseline costing at most 2% of its size.
 func checkMetal4kCost(t *testing.T, report, name string) {
 	t.Helper()
-	var rep struct {
-		Artifacts []struct {
-			Name, Method                  string
-			Size, LayerBytes, RecipeBytes int64
-		} `json:"artifacts"`
-	}
-	js, err := os.ReadFile(report)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(js, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := readReport(t, report)
 	for _, r := range rep.Artifacts {
 		if r.Name != name {
 			continue
@@ -34,5 +22,27 @@ func checkMetal4kCost(t *testing.T, report, name string) {
 		}
 		return
 	}
-	t.Fatalf("the report has no %s:\n%s", name, js)
+	t.Fatalf("the report %s has no %s", report, name)
+}
+
+// buildReport is what the e2e tests read of `build --report`.
+type buildReport struct {
+	Artifacts []struct {
+		Name, Method                  string
+		Size, LayerBytes, RecipeBytes int64
+	} `json:"artifacts"`
+}
+
+// readReport reads the report build wrote to path.
+func readReport(t *testing.T, path string) *buildReport {
+	t.Helper()
+	js, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep buildReport
+	if err := json.Unmarshal(js, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return &rep
 }
