@@ -97,14 +97,18 @@ func erofsTree(t testing.TB) (string, map[string][]byte) {
 func TestEROFS(t *testing.T) {
 	mkfs := mkfsErofs(t)
 	dir, want := erofsTree(t)
+	// features: superblock bits the image must have; shared: clusters two files share (dedupe).
+	// With -Efragments, mkfs.erofs 1.8.6 puts tails in fragments, not ztailpacking.
 	cases := []struct {
-		name string
-		args []string
+		name     string
+		args     []string
+		features uint32
+		shared   bool
 	}{
-		{"plain", nil},
-		{"all", []string{"-zlzma,level=6", "-Efragments,dedupe,ztailpacking", "-C65536"}},
-		{"fcos", []string{"-zlzma,level=6", "-Efragments", "-C1048576"}},
-		{"ztailpacking", []string{"-zlzma,level=6", "-Eztailpacking", "-C16384"}},
+		{"plain", nil, 0, false},
+		{"all", []string{"-zlzma,level=6", "-Efragments,dedupe,ztailpacking", "-C65536"}, erofs.FeatureIncompatFragments, true},
+		{"fcos", []string{"-zlzma,level=6", "-Efragments", "-C1048576"}, erofs.FeatureIncompatFragments, false},
+		{"ztailpacking", []string{"-zlzma,level=6", "-Eztailpacking", "-C16384"}, erofs.FeatureIncompatZtailpacking, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,6 +142,29 @@ func TestEROFS(t *testing.T) {
 			files, err := EROFS(bytes.NewReader(orig), off, size, plan, at)
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The layouts the case is for.
+			im, err := erofs.Open(bytes.NewReader(img))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f := im.Superblock().FeatureIncompat; f&tc.features != tc.features {
+				t.Errorf("image features %#x: want %#x", f, tc.features)
+			}
+			if tc.shared {
+				owner := map[int64]string{}
+				shared := 0
+				for _, f := range files {
+					for _, e := range f.Extents {
+						if o, ok := owner[e.Offset]; ok && o != f.Path {
+							shared++
+						}
+						owner[e.Offset] = f.Path
+					}
+				}
+				if shared == 0 {
+					t.Errorf("no two files listed on the same bytes: want dedupe'd clusters")
+				}
 			}
 			mapped := checkListed(t, files, want, x.Bytes())
 			if mapped != total(want) {
