@@ -86,16 +86,13 @@ func precompCandidate(ctx context.Context, basePath, targetPath, blobDir string,
 	case err != nil:
 		say("%s: files not matched (%v): delta against the disk as it is", targetPath, err)
 	case m != nil:
-		st := m.Stats
-		say("%s: %d of %d live files paired with the disk's (%d by content): %d of %d file bytes laid out as the ISO has them",
-			targetPath, st.ByPath+st.ByContent, st.TargetFiles, st.ByContent, st.MappedBytes, st.TargetBytes)
-		mb, err := writeMap(blobDir, m)
+		sayMap(say, targetPath, m)
+		syn, synSize, step, mb, err := mapSteps(blobDir, base.guest, m)
 		if err != nil {
 			return nil, err
 		}
-		syn := filemap.NewReader(base.guest, m)
-		from, fromSize = syn, syn.Size()
-		steps = append(steps, rehydrate.Step{Op: rehydrate.OpFilemap, Blob: mb.digest})
+		from, fromSize = syn, synSize
+		steps = append(steps, step)
 		blobs = append(blobs, mb)
 	}
 	d, err := writeDelta(from, fromSize, x, xsize, blobDir, opt)
@@ -118,27 +115,9 @@ func fileMap(guest *qcow2.Image, target io.ReaderAt, tsize int64, plan *precomp.
 	if err != nil || sqSize == 0 {
 		return nil, err
 	}
-	gsize := guest.Size()
-	parts, err := gptParts(guest, gsize)
-	if err != nil {
+	base, err := baselineFiles(guest)
+	if err != nil || len(base) == 0 {
 		return nil, err
-	}
-	var base []filemap.File
-	for _, p := range parts {
-		if p.name != "root" && p.name != "boot" {
-			continue
-		}
-		files, err := fslist.Root(guest, p.off, p.size)
-		if err != nil {
-			return nil, fmt.Errorf("baseline partition %q: %w", p.name, err)
-		}
-		if p.name == "boot" {
-			files = fslist.Mounted(files, "boot") // where the live root tree has it
-		}
-		base = append(base, files...)
-	}
-	if len(base) == 0 {
-		return nil, nil
 	}
 	exp, err := fslist.Expansion(plan, tsize)
 	if err != nil {
@@ -148,11 +127,7 @@ func fileMap(guest *qcow2.Image, target io.ReaderAt, tsize int64, plan *precomp.
 	if err != nil {
 		return nil, fmt.Errorf("live squashfs at %d: %w", sqOff, err)
 	}
-	m, err := filemap.Build(base, live, xsize, filemap.Options{Base: guest, Target: x, Tail: gsize})
-	if err != nil || m.Stats.MappedBytes == 0 {
-		return nil, err
-	}
-	return m, nil
+	return buildFileMap(guest, base, live, x, xsize)
 }
 
 // writeMap stores an encoded map as a blob (a part of the delta: it goes when the candidate

@@ -124,13 +124,12 @@ func erofsCandidate(ctx context.Context, basePath, targetPath, blobDir string, j
 	defer base.Close()
 	opt.AnyOrder = true
 	start := time.Now()
-	d, err := writeDelta(base.guest, base.guest.Size(), x, xsize, blobDir, opt)
+	patch, blobs, err := erofsDelta(base.guest, target, images, x, xsize, blobDir, opt, say, targetPath)
 	if err != nil {
 		return nil, err
 	}
-	steps := []rehydrate.Step{{Op: rehydrate.OpQcow2Decode}, {Op: rehydrate.OpPatch, Blob: d.digest},
-		{Op: rehydrate.OpEROFS, Params: pj}}
-	return &candidate{steps: steps, onBaseline: true, blobs: []*blob{d}, took: time.Since(start)}, nil
+	steps := append(append([]rehydrate.Step{{Op: rehydrate.OpQcow2Decode}}, patch...), rehydrate.Step{Op: rehydrate.OpEROFS, Params: pj})
+	return &candidate{steps: steps, onBaseline: true, blobs: blobs, took: time.Since(start)}, nil
 }
 
 // erofsStepParams are erofs-restore's parameters (rehydrate/op_erofs.go).

@@ -15,5 +15,5 @@
 // every paired file at the very offset where the target has it.
 //
 // The package is format-neutral: the file lists come from filesystem readers (ext4, xfs,
-// squashfs), the target's offsets translated into an expanded stream by an Expansion.
+// squashfs, erofs), the target's offsets translated into an expanded stream by an Expansion.
 package filemap

@@ -1,6 +1,6 @@
-// Package fslist turns the listings of the filesystem readers (ext4, xfs, squashfs) into
-// filemap's file lists, and precomp's plan into a filemap.Expansion: the glue between the
-// format packages and the format-neutral filemap.
+// Package fslist turns the listings of the filesystem readers (ext4, xfs, squashfs, erofs)
+// into filemap's file lists, and precomp's and erofsprecomp's plans into a filemap.Expansion:
+// the glue between the format packages and the format-neutral filemap.
 package fslist
 
 import (
