@@ -105,9 +105,24 @@ func erofsCandidate(ctx context.Context, basePath, targetPath, blobDir string, j
 	defer os.Remove(x.Name())
 	defer x.Close()
 	bw := bufio.NewWriterSize(x, 1<<20)
-	params, xsize, err := expandEROFS(bw, target, tsize, images)
+	gz, err := expandInitrd(ctx, target, tsize, images, blobDir, say)
 	if err != nil {
 		return nil, err
+	}
+	defer gz.close()
+	var out io.Writer = bw
+	if gz != nil {
+		out = gz.writer(bw)
+	}
+	params, xsize, err := expandEROFS(out, target, tsize, images)
+	if err != nil {
+		return nil, err
+	}
+	if gz != nil {
+		if err := out.(*spliceWriter).finish(); err != nil {
+			return nil, err
+		}
+		xsize += gz.growth()
 	}
 	if err := bw.Flush(); err != nil {
 		return nil, err
@@ -128,9 +143,18 @@ func erofsCandidate(ctx context.Context, basePath, targetPath, blobDir string, j
 	if err != nil {
 		return nil, err
 	}
-	steps := []rehydrate.Step{{Op: rehydrate.OpQcow2Decode}, {Op: rehydrate.OpPatch, Blob: d.digest},
-		{Op: rehydrate.OpEROFS, Params: pj}}
-	return &candidate{steps: steps, onBaseline: true, blobs: []*blob{d}, took: time.Since(start)}, nil
+	steps := []rehydrate.Step{{Op: rehydrate.OpQcow2Decode}, {Op: rehydrate.OpPatch, Blob: d.digest}}
+	blobs := []*blob{d}
+	if gz != nil {
+		st, gb, err := gz.step(blobDir)
+		if err != nil {
+			os.Remove(d.path)
+			return nil, err
+		}
+		steps, blobs = append(steps, st), append(blobs, gb)
+	}
+	steps = append(steps, rehydrate.Step{Op: rehydrate.OpEROFS, Params: pj})
+	return &candidate{steps: steps, onBaseline: true, blobs: blobs, took: time.Since(start)}, nil
 }
 
 // erofsStepParams are erofs-restore's parameters (rehydrate/op_erofs.go).
