@@ -3,6 +3,7 @@ package dehydrate
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,10 +11,14 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/rehydrator/rehydrator/filemap"
+	"github.com/rehydrator/rehydrator/filemap/fslist"
 	"github.com/rehydrator/rehydrator/iso"
+	"github.com/rehydrator/rehydrator/precomp"
 	"github.com/rehydrator/rehydrator/rehydrate"
 )
 
@@ -59,9 +64,9 @@ func isInitramfsName(p string) bool {
 	return strings.HasPrefix(b, "initrd") || strings.HasPrefix(b, "initramfs")
 }
 
-// initrdCandidates lists the initramfs files of the ISO r (size bytes) whose extents do not
-// overlap skip (the EROFS images another expansion owns); none when r is not an ISO.
-func initrdCandidates(r io.ReaderAt, size int64, skip []iso.Extent) []iso.Extent {
+// initrdCandidates lists the initramfs files of the ISO r (size bytes); none when r is not an
+// ISO.
+func initrdCandidates(r io.ReaderAt, size int64) []iso.Extent {
 	img, err := iso.Open(r, size)
 	if err != nil {
 		return nil
@@ -72,19 +77,22 @@ func initrdCandidates(r io.ReaderAt, size int64, skip []iso.Extent) []iso.Extent
 	}
 	var out []iso.Extent
 	for _, f := range files {
-		if f.IsDir || !f.Contiguous() || f.Size < 64 || !isInitramfsName(f.Path) {
-			continue
-		}
-		overlap := false
-		for _, s := range skip {
-			overlap = overlap || (f.Offset < s.Offset+s.Size && s.Offset < f.Offset+f.Size)
-		}
-		if !overlap {
+		if !f.IsDir && f.Contiguous() && f.Size >= 64 && isInitramfsName(f.Path) {
 			out = append(out, iso.Extent{Offset: f.Offset, Size: f.Size})
 		}
 	}
 	sortExtents(&out) // file order; hard links (the same extent twice) once
 	return out
+}
+
+// overlaps says whether the size bytes at off overlap one of the extents.
+func overlaps(off, size int64, ext []iso.Extent) bool {
+	for _, e := range ext {
+		if off < e.Offset+e.Size && e.Offset < off+size {
+			return true
+		}
+	}
+	return false
 }
 
 // gzipHeaderAt says whether b starts like a gzip member header: magic, deflate, no reserved
@@ -95,9 +103,10 @@ func gzipHeaderAt(b []byte) bool {
 
 // splitInitrd finds the first gzip member of the file extent e of r from which reflate splits
 // everything to the end of the file (later members and up to 1 MiB of trailing bytes
-// included), and returns that span with its plain data in a temporary file of dir; nil when
-// there is none or its reconstruction data is too large.
-func splitInitrd(ctx context.Context, r io.ReaderAt, e iso.Extent, dir string) (*initrdSpan, error) {
+// included) and which overlaps none of skip (what another expansion owns), and returns that
+// span with its plain data in a temporary file of dir; nil when there is none or its
+// reconstruction data is too large.
+func splitInitrd(ctx context.Context, r io.ReaderAt, e iso.Extent, skip []iso.Extent, dir string) (*initrdSpan, error) {
 	const chunk = 1 << 20
 	buf := make([]byte, chunk+9)
 	tries := 0
@@ -118,8 +127,11 @@ func splitInitrd(ctx context.Context, r io.ReaderAt, e iso.Extent, dir string) (
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			tries++
 			at := e.Offset + off + int64(i)
+			if overlaps(at, e.Offset+e.Size-at, skip) {
+				continue
+			}
+			tries++
 			s, err := splitGzipSpan(r, at, e.Offset+e.Size-at, dir)
 			if err != nil {
 				return nil, err
@@ -159,18 +171,76 @@ func splitGzipSpan(r io.ReaderAt, at, size int64, dir string) (*initrdSpan, erro
 	return &initrdSpan{at: at, size: size, plain: f, plainSize: int64(*cw), recon: recon}, nil
 }
 
-// expandInitrd finds and splits the initramfs gzip streams of the ISO r (size bytes) outside
-// the EROFS images (which grow by the given amounts in the expanded stream) and places them in
-// that stream; nil when there is none.
-func expandInitrd(ctx context.Context, r io.ReaderAt, size int64, images []erofsImage, dir string, say func(string, ...any)) (*initrdExpansion, error) {
+// initrdAfterEROFS expands the initramfs gzip streams of the ISO r (size bytes) in the stream
+// expandEROFS makes of it with images.
+func initrdAfterEROFS(ctx context.Context, r io.ReaderAt, size int64, images []erofsImage, dir string, say func(string, ...any)) (*initrdExpansion, error) {
 	var skip []iso.Extent
 	for _, im := range images {
 		skip = append(skip, iso.Extent{Offset: im.offset, Size: im.size})
 	}
+	return expandInitrd(ctx, r, size, skip, func(at int64) int64 {
+		for _, im := range images {
+			if im.offset+im.size <= at {
+				at += im.plan.ExpandedSize(im.size) - im.size
+			}
+		}
+		return at
+	}, dir, say)
+}
+
+// initrdAfterPrecomp expands the initramfs gzip streams of the ISO r (size bytes) in the
+// stream precomp.Expand makes of it with plan (its header, then the frames expanded).
+func initrdAfterPrecomp(ctx context.Context, r io.ReaderAt, size int64, plan *precomp.Plan, dir string, say func(string, ...any)) (*initrdExpansion, error) {
+	var skip []iso.Extent
+	for _, f := range plan.Frames {
+		skip = append(skip, iso.Extent{Offset: f.Offset, Size: f.Length})
+	}
+	header := precompHeader(plan, size)
+	return expandInitrd(ctx, r, size, skip, func(at int64) int64 {
+		x := header + at
+		for _, f := range plan.Frames {
+			if f.Offset+f.Length <= at {
+				x += f.Expanded - f.Length
+			}
+		}
+		return x
+	}, dir, say)
+}
+
+// precompHeader is the length of the header of precomp's expanded stream.
+func precompHeader(plan *precomp.Plan, size int64) int64 {
+	n := plan.ExpandedSize(size) - size
+	for _, f := range plan.Frames {
+		n -= f.Expanded - f.Length
+	}
+	return n
+}
+
+// precompExpansion describes, for the file map, the stream precomp.Expand makes with plan of
+// an original of size bytes, with gz's spans expanded too.
+func precompExpansion(plan *precomp.Plan, size int64, gz *initrdExpansion) (*filemap.Expansion, error) {
+	if gz == nil {
+		return fslist.Expansion(plan, size)
+	}
+	var frames []filemap.Frame
+	for _, f := range plan.Frames {
+		frames = append(frames, filemap.Frame{Offset: f.Offset, Length: f.Length, Expanded: f.Expanded})
+	}
+	for _, s := range gz.spans {
+		frames = append(frames, filemap.Frame{Offset: s.at, Length: s.size, Expanded: s.plainSize})
+	}
+	slices.SortFunc(frames, func(a, b filemap.Frame) int { return cmp.Compare(a.Offset, b.Offset) })
+	return filemap.NewExpansion(precompHeader(plan, size), frames)
+}
+
+// expandInitrd finds and splits the initramfs gzip streams of the ISO r (size bytes) that
+// overlap none of skip, and places each in the expanded stream at shift(its offset); nil when
+// there is none.
+func expandInitrd(ctx context.Context, r io.ReaderAt, size int64, skip []iso.Extent, shift func(int64) int64, dir string, say func(string, ...any)) (*initrdExpansion, error) {
 	x := &initrdExpansion{}
-	for _, e := range initrdCandidates(r, size, skip) {
+	for _, e := range initrdCandidates(r, size) {
 		t0 := time.Now()
-		s, err := splitInitrd(ctx, r, e, dir)
+		s, err := splitInitrd(ctx, r, e, skip, dir)
 		if err != nil {
 			x.close()
 			return nil, err
@@ -181,12 +251,7 @@ func expandInitrd(ctx context.Context, r io.ReaderAt, size int64, images []erofs
 		}
 		say("initramfs at %d: gzip stream at %d, %d bytes, expanded to %d (%d bytes of reconstruction data; %.1fs)",
 			e.Offset, s.at, s.size, s.plainSize, len(s.recon), time.Since(t0).Seconds())
-		s.expandedAt = s.at
-		for _, im := range images {
-			if im.offset+im.size <= s.at {
-				s.expandedAt += im.plan.ExpandedSize(im.size) - im.size
-			}
-		}
+		s.expandedAt = shift(s.at)
 		x.spans = append(x.spans, s)
 	}
 	if len(x.spans) == 0 {

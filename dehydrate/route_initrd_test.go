@@ -17,16 +17,19 @@ import (
 	"testing"
 
 	"github.com/rehydrator/rehydrator/erofsprecomp"
+	"github.com/rehydrator/rehydrator/filemap"
 	"github.com/rehydrator/rehydrator/iso"
 	"github.com/rehydrator/rehydrator/lzmarepro"
+	"github.com/rehydrator/rehydrator/precomp"
 	"github.com/rehydrator/rehydrator/rehydrate"
 )
 
 // initrdISO makes an ISO like the live one in small: rootfs.img (a newc cpio of an EROFS
-// image, LZMA clusters) before or after images/pxeboot/initrd.img, which is an xz newc cpio
-// with a gzip -9 one appended (the fixture's shape) or, with whole, one gzip -9 cpio (a real
-// release's). It returns the ISO's path.
-func initrdISO(t *testing.T, whole bool) string {
+// image, LZMA clusters; with squash, of a squashfs of zstd blocks as before Fedora 42) after
+// images/pxeboot/initrd.img, which is an xz newc cpio with a gzip -9 one appended (the
+// fixture's shape) or, with whole, one gzip -9 cpio (a real release's). It returns the ISO's
+// path.
+func initrdISO(t *testing.T, whole, squash bool) string {
 	t.Helper()
 	bin := os.Getenv("EROFS_UTILS_BIN")
 	if bin == "" {
@@ -53,8 +56,14 @@ func initrdISO(t *testing.T, whole bool) string {
 	if err := os.MkdirAll(pxe, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	runIn(t, dir, filepath.Join(bin, "mkfs.erofs"), "--quiet", "-T1700000000", "-U6f1c1a7e-0bd4-4f0e-9d4c-5a6b7c8d9e0f",
-		"-zlzma,level=6", "-Efragments", "-C1048576", filepath.Join(dir, "root.erofs"), tree)
+	root := "root.erofs"
+	if squash {
+		root = "root.squashfs"
+		runIn(t, dir, "mksquashfs", tree, root, "-comp", "zstd", "-noappend", "-quiet", "-no-progress", "-mkfs-time", "1700000000", "-all-time", "1700000000")
+	} else {
+		runIn(t, dir, filepath.Join(bin, "mkfs.erofs"), "--quiet", "-T1700000000", "-U6f1c1a7e-0bd4-4f0e-9d4c-5a6b7c8d9e0f",
+			"-zlzma,level=6", "-Efragments", "-C1048576", root, tree)
+	}
 	sh := func(script string) {
 		cmd := exec.Command("sh", "-c", script)
 		cmd.Dir = dir
@@ -62,7 +71,7 @@ func initrdISO(t *testing.T, whole bool) string {
 			t.Fatalf("%s: %v\n%s", script, err, out)
 		}
 	}
-	sh("echo root.erofs | cpio -o -H newc -R root:root --reproducible --quiet > iso/images/pxeboot/rootfs.img")
+	sh("echo " + root + " | cpio -o -H newc -R root:root --reproducible --quiet > iso/images/pxeboot/rootfs.img")
 	list := "cd tree && find . | LC_ALL=C sort | cpio -o -H newc -R root:root --reproducible --quiet"
 	if whole {
 		sh("(" + list + ") | gzip -9 -n > iso/images/pxeboot/initrd.img")
@@ -83,7 +92,7 @@ func initrdISO(t *testing.T, whole bool) string {
 func TestInitrdInISO(t *testing.T) {
 	for _, whole := range []bool{false, true} {
 		t.Run(fmt.Sprintf("whole=%v", whole), func(t *testing.T) {
-			isoPath := initrdISO(t, whole)
+			isoPath := initrdISO(t, whole, false)
 			f, size, err := openSized(isoPath)
 			if err != nil {
 				t.Fatal(err)
@@ -102,39 +111,12 @@ func TestInitrdInISO(t *testing.T) {
 			}
 			images := []erofsImage{{offset: spans[0].Offset, size: spans[0].Size, plan: plan}}
 			dir := t.TempDir()
-			gz, err := expandInitrd(context.Background(), f, size, images, dir, t.Logf)
+			gz, err := initrdAfterEROFS(context.Background(), f, size, images, dir, t.Logf)
 			if err != nil {
 				t.Fatal(err)
-			}
-			if gz == nil || len(gz.spans) != 1 {
-				t.Fatalf("initramfs spans %+v, want one", gz)
 			}
 			defer gz.close()
-			img, err := iso.Open(f, size)
-			if err != nil {
-				t.Fatal(err)
-			}
-			initrd, err := img.Lookup("/images/pxeboot/initrd.img")
-			if err != nil {
-				t.Fatal(err)
-			}
-			s := gz.spans[0]
-			if s.at+s.size != initrd.Offset+initrd.Size || (whole && s.at != initrd.Offset) || (!whole && s.at == initrd.Offset) {
-				t.Fatalf("span at %d, %d bytes; initrd.img at %d, %d bytes", s.at, s.size, initrd.Offset, initrd.Size)
-			}
-			// The plain data is what gunzip gives.
-			zr, err := gzip.NewReader(io.NewSectionReader(f, s.at, s.size))
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := io.ReadAll(zr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			plain, err := io.ReadAll(io.NewSectionReader(s.plain, 0, s.plainSize))
-			if err != nil || !bytes.Equal(plain, want) {
-				t.Fatalf("plain data: %d bytes (%v), gunzip gives %d", len(plain), err, len(want))
-			}
+			want := checkInitrdSpan(t, f, size, gz, whole)
 
 			var x bytes.Buffer
 			sw := gz.writer(&x)
@@ -182,6 +164,120 @@ func TestInitrdInISO(t *testing.T) {
 	}
 }
 
+// checkInitrdSpan checks that gz holds one span, the gzip stream of the ISO's initrd.img (all
+// of it when whole, else what follows its xz stream), and that its plain data is what gunzip
+// gives, which it returns.
+func checkInitrdSpan(t *testing.T, f io.ReaderAt, size int64, gz *initrdExpansion, whole bool) []byte {
+	t.Helper()
+	if gz == nil || len(gz.spans) != 1 {
+		t.Fatalf("initramfs spans %+v, want one", gz)
+	}
+	img, err := iso.Open(f, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	initrd, err := img.Lookup("/images/pxeboot/initrd.img")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := gz.spans[0]
+	if s.at+s.size != initrd.Offset+initrd.Size || (whole && s.at != initrd.Offset) || (!whole && s.at == initrd.Offset) {
+		t.Fatalf("span at %d, %d bytes; initrd.img at %d, %d bytes", s.at, s.size, initrd.Offset, initrd.Size)
+	}
+	zr, err := gzip.NewReader(io.NewSectionReader(f, s.at, s.size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := io.ReadAll(io.NewSectionReader(s.plain, 0, s.plainSize))
+	if err != nil || !bytes.Equal(plain, want) {
+		t.Fatalf("plain data: %d bytes (%v), gunzip gives %d", len(plain), err, len(want))
+	}
+	return want
+}
+
+// The squashfs era's route: the initramfs expanded inside precomp's stream, the file map's
+// expansion told of it (the squashfs after it moves by its growth), and gzip-spans then
+// zstd-restore write the ISO again bit for bit.
+func TestInitrdInPrecompISO(t *testing.T) {
+	isoPath := initrdISO(t, true, true)
+	f, size, err := openSized(isoPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	plan, err := precomp.Scan(f, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if precomp.Version() != "" && len(plan.Frames) == 0 {
+		t.Fatal("no zstd frame of the squashfs reproduces")
+	}
+	dir := t.TempDir()
+	gz, err := initrdAfterPrecomp(context.Background(), f, size, plan, dir, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gz.close()
+	want := checkInitrdSpan(t, f, size, gz, true)
+	var x bytes.Buffer
+	sw := gz.writer(&x)
+	if err := precomp.Expand(sw, f, size, plan); err != nil {
+		t.Fatal(err)
+	}
+	if err := sw.finish(); err != nil {
+		t.Fatal(err)
+	}
+	xsize := plan.ExpandedSize(size) + gz.growth()
+	if int64(x.Len()) != xsize || !bytes.Equal(x.Bytes()[gz.spans[0].expandedAt:][:len(want)], want) {
+		t.Fatalf("expanded %d bytes (want %d), the cpio not at %d", x.Len(), xsize, gz.spans[0].expandedAt)
+	}
+	// The file map's expansion puts the squashfs's bytes (after the initramfs) where they are.
+	exp, err := precompExpansion(plan, size, gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sq, sqSize, err := findSquashfs(f, size)
+	if err != nil || sqSize == 0 || sq < gz.spans[0].at+gz.spans[0].size {
+		t.Fatalf("squashfs at %d, %d bytes (%v); want one after the initramfs", sq, sqSize, err)
+	}
+	head := make([]byte, 96)
+	if _, err := f.ReadAt(head, sq); err != nil {
+		t.Fatal(err)
+	}
+	at := exp.Locate([]filemap.Piece{{Length: 96, Offset: sq}}, 0)
+	if len(at) != 1 || !bytes.Equal(x.Bytes()[at[0].Offset:][:96], head) {
+		t.Fatalf("the squashfs's superblock located at %+v, not where the expanded stream has it", at)
+	}
+
+	st, b, err := gz.step(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xPath := filepath.Join(dir, "expanded")
+	if err := os.WriteFile(xPath, x.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(x.Bytes())
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+	steps := []rehydrate.Step{{Op: rehydrate.OpBlob, Blob: digest}, st, {Op: rehydrate.OpZstdRestore}}
+	var out bytes.Buffer
+	blobs := LocalBlobs{digest: xPath, b.digest: b.path}
+	if _, err := rehydrate.Run(context.Background(), blobs, []rehydrate.Blob{{Digest: digest, Size: xsize}, {Digest: b.digest, Size: b.size}}, steps, &out); err != nil {
+		t.Fatal(err)
+	}
+	orig, err := os.ReadFile(isoPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), orig) {
+		t.Fatalf("gzip-spans and zstd-restore wrote %d bytes that differ from the %d of the ISO", out.Len(), len(orig))
+	}
+}
+
 // Not an ISO, no initramfs, an initramfs without gzip, or with a false gzip magic: nothing.
 func TestInitrdNone(t *testing.T) {
 	dir := t.TempDir()
@@ -190,11 +286,11 @@ func TestInitrdNone(t *testing.T) {
 		"zeros": make([]byte, 1<<16),
 		"magic": append(bytes.Repeat([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3}, 3000), 0xff),
 	} {
-		gz, err := expandInitrd(context.Background(), bytes.NewReader(b), int64(len(b)), nil, dir, t.Logf)
+		gz, err := initrdAfterEROFS(context.Background(), bytes.NewReader(b), int64(len(b)), nil, dir, t.Logf)
 		if err != nil || gz != nil {
 			t.Errorf("%s: %+v, %v; want nothing", name, gz, err)
 		}
-		if s, err := splitInitrd(context.Background(), bytes.NewReader(b), iso.Extent{Size: int64(len(b))}, dir); err != nil || s != nil {
+		if s, err := splitInitrd(context.Background(), bytes.NewReader(b), iso.Extent{Size: int64(len(b))}, nil, dir); err != nil || s != nil {
 			t.Errorf("%s: split %+v, %v; want nothing", name, s, err)
 		}
 	}
