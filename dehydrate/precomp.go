@@ -62,7 +62,7 @@ func precompCandidate(ctx context.Context, basePath, targetPath, blobDir string,
 	defer os.Remove(x.Name())
 	defer x.Close()
 	bw := bufio.NewWriterSize(x, 1<<20)
-	gz, err := initrdAfterPrecomp(ctx, target, tsize, plan, blobDir, say)
+	gz, err := initrdAfterPrecomp(ctx, target, tsize, plan, blobDir, prefixed(say, targetPath))
 	if err != nil {
 		return nil, err
 	}

@@ -105,7 +105,7 @@ func erofsCandidate(ctx context.Context, basePath, targetPath, blobDir string, j
 	defer os.Remove(x.Name())
 	defer x.Close()
 	bw := bufio.NewWriterSize(x, 1<<20)
-	gz, err := initrdAfterEROFS(ctx, target, tsize, images, blobDir, say)
+	gz, err := initrdAfterEROFS(ctx, target, tsize, images, blobDir, prefixed(say, targetPath))
 	if err != nil {
 		return nil, err
 	}

@@ -260,6 +260,11 @@ func expandInitrd(ctx context.Context, r io.ReaderAt, size int64, skip []iso.Ext
 	return x, nil
 }
 
+// prefixed is say with "name: " before each message.
+func prefixed(say func(string, ...any), name string) func(string, ...any) {
+	return func(format string, args ...any) { say("%s: "+format, append([]any{name}, args...)...) }
+}
+
 // close removes the plain data files.
 func (x *initrdExpansion) close() {
 	if x == nil {
