@@ -62,13 +62,28 @@ func precompCandidate(ctx context.Context, basePath, targetPath, blobDir string,
 	defer os.Remove(x.Name())
 	defer x.Close()
 	bw := bufio.NewWriterSize(x, 1<<20)
-	if err := precomp.Expand(bw, target, tsize, plan); err != nil {
+	gz, err := initrdAfterPrecomp(ctx, target, tsize, plan, blobDir, prefixed(say, targetPath))
+	if err != nil {
+		return nil, err
+	}
+	defer gz.close()
+	var out io.Writer = bw
+	if gz != nil {
+		out = gz.writer(bw)
+	}
+	if err := precomp.Expand(out, target, tsize, plan); err != nil {
 		return nil, fmt.Errorf("expand: %w", err)
+	}
+	xsize := plan.ExpandedSize(tsize)
+	if gz != nil {
+		if err := out.(*spliceWriter).finish(); err != nil {
+			return nil, err
+		}
+		xsize += gz.growth()
 	}
 	if err := bw.Flush(); err != nil {
 		return nil, err
 	}
-	xsize := plan.ExpandedSize(tsize)
 
 	base, err := openBaseline(basePath)
 	if err != nil {
@@ -81,7 +96,7 @@ func precompCandidate(ctx context.Context, basePath, targetPath, blobDir string,
 	var blobs []*blob
 	var from io.ReaderAt = base.guest
 	fromSize := base.guest.Size()
-	m, err := fileMap(base.guest, target, tsize, plan, x, xsize)
+	m, err := fileMap(base.guest, target, tsize, plan, gz, x, xsize)
 	switch {
 	case err != nil:
 		say("%s: files not matched (%v): delta against the disk as it is", targetPath, err)
@@ -99,18 +114,28 @@ func precompCandidate(ctx context.Context, basePath, targetPath, blobDir string,
 	if err != nil {
 		return nil, err
 	}
-	steps = append(steps, rehydrate.Step{Op: rehydrate.OpPatch, Blob: d.digest}, rehydrate.Step{Op: rehydrate.OpZstdRestore})
-	return &candidate{steps: steps, onBaseline: true, blobs: append(blobs, d), took: time.Since(start)}, nil
+	steps = append(steps, rehydrate.Step{Op: rehydrate.OpPatch, Blob: d.digest})
+	blobs = append(blobs, d)
+	if gz != nil {
+		st, gb, err := gz.step(blobDir)
+		if err != nil {
+			os.Remove(d.path)
+			return nil, err
+		}
+		steps, blobs = append(steps, st), append(blobs, gb)
+	}
+	steps = append(steps, rehydrate.Step{Op: rehydrate.OpZstdRestore})
+	return &candidate{steps: steps, onBaseline: true, blobs: blobs, took: time.Since(start)}, nil
 }
 
-// fileMap pairs the files of the squashfs inside the live ISO (target, expanded by plan into
-// x) with those of the baseline disk's root and boot filesystems, and returns the map of a
+// fileMap pairs the files of the squashfs inside the live ISO (target, expanded by plan and
+// gz, which may be nil, into x) with those of the baseline disk's root and boot filesystems, and returns the map of a
 // synthetic base that holds each paired file's disk bytes where the expanded ISO has them, then
 // the whole disk (so the kernel and initramfs are still found). The delta against it copies
 // every file, however small, in one piece (docs/DESIGN-NOTES.md, "Why the block-indexed delta
 // misses files"). It returns nil when there is nothing to pair: no squashfs, no root
 // filesystem the listers read, or no file in common.
-func fileMap(guest *qcow2.Image, target io.ReaderAt, tsize int64, plan *precomp.Plan, x io.ReaderAt, xsize int64) (*filemap.Map, error) {
+func fileMap(guest *qcow2.Image, target io.ReaderAt, tsize int64, plan *precomp.Plan, gz *initrdExpansion, x io.ReaderAt, xsize int64) (*filemap.Map, error) {
 	sqOff, sqSize, err := findSquashfs(target, tsize)
 	if err != nil || sqSize == 0 {
 		return nil, err
@@ -119,7 +144,7 @@ func fileMap(guest *qcow2.Image, target io.ReaderAt, tsize int64, plan *precomp.
 	if err != nil || len(base) == 0 {
 		return nil, err
 	}
-	exp, err := fslist.Expansion(plan, tsize)
+	exp, err := precompExpansion(plan, tsize, gz)
 	if err != nil {
 		return nil, err
 	}

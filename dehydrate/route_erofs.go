@@ -105,9 +105,24 @@ func erofsCandidate(ctx context.Context, basePath, targetPath, blobDir string, j
 	defer os.Remove(x.Name())
 	defer x.Close()
 	bw := bufio.NewWriterSize(x, 1<<20)
-	params, xsize, err := expandEROFS(bw, target, tsize, images)
+	gz, err := initrdAfterEROFS(ctx, target, tsize, images, blobDir, prefixed(say, targetPath))
 	if err != nil {
 		return nil, err
+	}
+	defer gz.close()
+	var out io.Writer = bw
+	if gz != nil {
+		out = gz.writer(bw)
+	}
+	params, xsize, err := expandEROFS(out, target, tsize, images)
+	if err != nil {
+		return nil, err
+	}
+	if gz != nil {
+		if err := out.(*spliceWriter).finish(); err != nil {
+			return nil, err
+		}
+		xsize += gz.growth()
 	}
 	if err := bw.Flush(); err != nil {
 		return nil, err
@@ -124,11 +139,22 @@ func erofsCandidate(ctx context.Context, basePath, targetPath, blobDir string, j
 	defer base.Close()
 	opt.AnyOrder = true
 	start := time.Now()
-	patch, blobs, err := erofsDelta(base.guest, target, images, x, xsize, blobDir, opt, say, targetPath)
+	patch, blobs, err := erofsDelta(base.guest, target, images, gz, x, xsize, blobDir, opt, say, targetPath)
 	if err != nil {
 		return nil, err
 	}
-	steps := append(append([]rehydrate.Step{{Op: rehydrate.OpQcow2Decode}}, patch...), rehydrate.Step{Op: rehydrate.OpEROFS, Params: pj})
+	steps := append([]rehydrate.Step{{Op: rehydrate.OpQcow2Decode}}, patch...)
+	if gz != nil {
+		st, gb, err := gz.step(blobDir)
+		if err != nil {
+			for _, b := range blobs {
+				os.Remove(b.path)
+			}
+			return nil, err
+		}
+		steps, blobs = append(steps, st), append(blobs, gb)
+	}
+	steps = append(steps, rehydrate.Step{Op: rehydrate.OpEROFS, Params: pj})
 	return &candidate{steps: steps, onBaseline: true, blobs: blobs, took: time.Since(start)}, nil
 }
 

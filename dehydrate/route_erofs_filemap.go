@@ -21,8 +21,8 @@ import (
 // erofsDelta returns the steps from the baseline's guest view to x, the expanded stream of
 // target (xsize bytes) in which images are expanded: patch, after a filemap step when the file
 // map makes the delta smaller.
-func erofsDelta(guest *qcow2.Image, target io.ReaderAt, images []erofsImage, x io.ReaderAt, xsize int64, blobDir string, opt delta.Options, say func(string, ...any), name string) ([]rehydrate.Step, []*blob, error) {
-	m, err := erofsFileMap(guest, target, images, x, xsize)
+func erofsDelta(guest *qcow2.Image, target io.ReaderAt, images []erofsImage, gz *initrdExpansion, x io.ReaderAt, xsize int64, blobDir string, opt delta.Options, say func(string, ...any), name string) ([]rehydrate.Step, []*blob, error) {
+	m, err := erofsFileMap(guest, target, images, gz, x, xsize)
 	switch {
 	case err != nil:
 		say("%s: files not matched (%v): delta against the disk as it is", name, err)
@@ -34,8 +34,9 @@ func erofsDelta(guest *qcow2.Image, target io.ReaderAt, images []erofsImage, x i
 }
 
 // erofsFileMap pairs the files of the expanded EROFS images with those of the baseline disk's
-// root and boot filesystems; nil when nothing pairs.
-func erofsFileMap(guest *qcow2.Image, target io.ReaderAt, images []erofsImage, x io.ReaderAt, xsize int64) (*filemap.Map, error) {
+// root and boot filesystems; nil when nothing pairs. gz (nil: none) is the initramfs streams
+// expanded in x too, which move what follows them.
+func erofsFileMap(guest *qcow2.Image, target io.ReaderAt, images []erofsImage, gz *initrdExpansion, x io.ReaderAt, xsize int64) (*filemap.Map, error) {
 	base, err := baselineFiles(guest)
 	if err != nil || len(base) == 0 || len(images) == 0 {
 		return nil, err
@@ -43,7 +44,7 @@ func erofsFileMap(guest *qcow2.Image, target io.ReaderAt, images []erofsImage, x
 	var live []filemap.File
 	var growth int64 // how much the images before grew in the expanded stream
 	for _, im := range images {
-		files, err := fslist.EROFS(target, im.offset, im.size, im.plan, im.offset+growth)
+		files, err := fslist.EROFS(target, im.offset, im.size, im.plan, im.offset+growth+gz.growthBefore(im.offset))
 		if err != nil {
 			return nil, fmt.Errorf("EROFS image at %d: %w", im.offset, err)
 		}

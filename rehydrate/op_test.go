@@ -32,6 +32,7 @@ var badParams = map[string]Step{
 	OpQcow2Compressed: {Op: OpQcow2Compressed, Blob: "sha256:0"},
 	OpVMDKGrains:      {Op: OpVMDKGrains, Blob: "sha256:nothex", Params: json.RawMessage(`{"header":7}`)},
 	OpEROFS:           {Op: OpEROFS, Params: json.RawMessage(`{"images":[]}`)},
+	OpGzipSpans:       {Op: OpGzipSpans, Blob: "sha256:0", Params: json.RawMessage(`{"spans":[]}`)},
 }
 
 // noParamOps are the ops without parameters: any step of theirs is valid.
