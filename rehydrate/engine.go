@@ -248,7 +248,8 @@ func (e *Engine) claimRef(id string) (*os.File, *spoolTee) {
 	return s.f, nil
 }
 
-// spoolTee is a spool being written alongside an artifact's rehydration.
+// spoolTee is the spool of an artifact's output being written: alongside its own rehydration
+// (Rehydrate), or whole before its first reader reads it (ref, fill).
 type spoolTee struct {
 	e   *Engine
 	key string
