@@ -271,6 +271,11 @@ func (p *planner) addBlob(b *blob) {
 func SelfCheck(ctx context.Context, res *Result, tmpDir string, jobs int, say func(string, ...any)) error {
 	eng := rehydrate.NewEngine(res.Recipe, LocalBlobs(res.BlobPaths), tmpDir)
 	defer eng.Close()
+	all := make([]*rehydrate.Artifact, len(res.Recipe.Artifacts))
+	for i := range res.Recipe.Artifacts {
+		all[i] = &res.Recipe.Artifacts[i]
+	}
+	eng.Expect(all)
 	return workpool.ForEach(ctx, len(res.Recipe.Artifacts), jobs, func(i int) error {
 		a := res.Recipe.Artifacts[i]
 		start := time.Now()

@@ -42,6 +42,7 @@ type Engine struct {
 
 	mu      sync.Mutex
 	spooled map[string]*spoolEntry // materialised intermediate results, by pipeline key
+	shared  map[string]bool        // artifacts read more than once by the expected selection (Expect)
 }
 
 type engineStep struct {
@@ -94,6 +95,67 @@ func (e *Engine) Close() error {
 	return first
 }
 
+// refKey is the pipeline key of an artifact's output as other artifacts read it (ref).
+func refKey(id string) string { return "ref:" + id }
+
+// Expect tells the engine which artifacts are about to be rehydrated, so that an artifact whose
+// output they read more than once (the live ISO asked for beside its PXE pieces, or one
+// artifact that two others start from) is rebuilt once: written to a spool the first time, and
+// read from it afterwards. WriteDir and WriteStream call it; a caller of Rehydrate may.
+func (e *Engine) Expect(arts []*Artifact) {
+	runs := e.recipe.runs(arts)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.shared = map[string]bool{}
+	for id, n := range runs {
+		if n > 1 {
+			e.shared[id] = true
+		}
+	}
+}
+
+// runs counts, for each artifact the selection needs, how often its pipeline would be read:
+// once if selected, plus once for each run of an artifact whose pipeline starts from it. An
+// artifact read more than once is spooled and so runs once. Refs form no cycle (Validate).
+func (r *Recipe) runs(arts []*Artifact) map[string]int {
+	selected := map[string]bool{}
+	for _, a := range arts {
+		selected[a.ID] = true
+	}
+	readers := map[string][]string{} // artifact -> the artifacts whose first step refs it
+	for i := range r.Artifacts {
+		a := &r.Artifacts[i]
+		if len(a.Steps) > 0 && a.Steps[0].Op == OpRef && a.Steps[0].Ref != a.ID {
+			readers[a.Steps[0].Ref] = append(readers[a.Steps[0].Ref], a.ID)
+		}
+	}
+	reads := map[string]int{}
+	var count func(id string, depth int) int
+	count = func(id string, depth int) int {
+		if n, ok := reads[id]; ok || depth > len(r.Artifacts) {
+			return n
+		}
+		n := 0
+		if selected[id] {
+			n++
+		}
+		for _, c := range readers[id] {
+			n += min(count(c, depth+1), 1) // a reader read twice is spooled: it reads its source once
+		}
+		reads[id] = n
+		return n
+	}
+	for i := range r.Artifacts {
+		count(r.Artifacts[i].ID, 0)
+	}
+	for id, n := range reads {
+		if n == 0 {
+			delete(reads, id)
+		}
+	}
+	return reads
+}
+
 // value is the output of a step: a stream, random access, or both.
 type value struct {
 	key  string        // identity of the pipeline that produced it (for caching materialised files)
@@ -126,16 +188,89 @@ func (e *Engine) Rehydrate(ctx context.Context, id string, w io.Writer, progress
 	if !ok {
 		return fmt.Errorf("rehydrate %s: no such artifact in the recipe", id)
 	}
+	f, tee := e.claimRef(a.ID)
+	if f != nil {
+		// Already rebuilt for the artifacts that read it: copy it (checked again) from there.
+		if err := verifiedCopy(ctx, w, io.NewSectionReader(f, 0, a.Size+1), a.Size, a.SHA256, progress); err != nil {
+			return fmt.Errorf("rehydrate %s: %w", a.Name, err)
+		}
+		return nil
+	}
 	v, err := e.open(ctx, a, 0)
 	if err != nil {
+		if tee != nil {
+			tee.finish(err)
+		}
 		return fmt.Errorf("rehydrate %s: %w", a.Name, err)
 	}
 	r := v.stream()
 	defer r.Close()
-	if err := verifiedCopy(ctx, w, r, a.Size, a.SHA256, progress); err != nil {
+	if tee != nil {
+		r = readCloser{io.TeeReader(r, tee.f), r}
+	}
+	err = verifiedCopy(ctx, w, r, a.Size, a.SHA256, progress)
+	if tee != nil {
+		tee.finish(err)
+	}
+	if err != nil {
 		return fmt.Errorf("rehydrate %s: %w", a.Name, err)
 	}
 	return nil
+}
+
+// claimRef looks for the spool of artifact id's output before its pipeline runs. It returns
+// the spool when there is one (waiting for it while another caller writes it); else, when
+// other expected artifacts read the output too (Expect), a new spool that the caller writes
+// and finishes; else neither, and the caller runs the pipeline for itself alone. The check and
+// the claim are one step under the lock, so two callers never both run a shared pipeline.
+func (e *Engine) claimRef(id string) (*os.File, *spoolTee) {
+	key := refKey(id)
+	e.mu.Lock()
+	s, ok := e.spooled[key]
+	if !ok {
+		defer e.mu.Unlock()
+		if !e.shared[id] {
+			return nil, nil
+		}
+		f, err := os.CreateTemp(e.tempDir, ".rehydrator-spool-*")
+		if err != nil {
+			return nil, nil // no room for a spool: each reader runs the pipeline itself
+		}
+		s = &spoolEntry{done: make(chan struct{})}
+		e.spooled[key] = s
+		return nil, &spoolTee{e: e, key: key, s: s, f: f}
+	}
+	e.mu.Unlock()
+	<-s.done
+	if s.err != nil {
+		return nil, nil // its writer failed: run the pipeline (and meet the error) here
+	}
+	return s.f, nil
+}
+
+// spoolTee is the spool of an artifact's output being written: alongside its own rehydration
+// (Rehydrate), or whole before its first reader reads it (ref, fill).
+type spoolTee struct {
+	e   *Engine
+	key string
+	s   *spoolEntry
+	f   *os.File
+}
+
+// finish publishes the spool when the rehydration it followed succeeded (the whole output was
+// read and checked), and drops it otherwise.
+func (t *spoolTee) finish(err error) {
+	if err != nil {
+		t.f.Close()
+		os.Remove(t.f.Name())
+		t.s.err = err
+		t.e.mu.Lock()
+		delete(t.e.spooled, t.key)
+		t.e.mu.Unlock()
+	} else {
+		t.s.f = t.f
+	}
+	close(t.s.done)
 }
 
 const copyChunk = 1 << 20
@@ -410,6 +545,17 @@ func (e *Engine) randomAccess(in *value) (io.ReaderAt, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// fill writes v's stream into the spool, closes v and finishes the spool.
+func (t *spoolTee) fill(v *value) (int64, error) {
+	n, err := sparsefile.Copy(t.f, v.stream())
+	v.close()
+	if err != nil {
+		err = fmt.Errorf("spool: %w", err)
+	}
+	t.finish(err)
+	return n, err
 }
 
 // spoolFile writes r to a new temporary file in the engine's directory.

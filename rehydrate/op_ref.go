@@ -29,13 +29,29 @@ func init() {
 			if !ok {
 				return nil, fmt.Errorf("%w: unknown artifact %q", ErrBadRecipe, p.ID)
 			}
+			f, tee := c.e.claimRef(ref.ID)
+			if f != nil {
+				// Rebuilt already (for another artifact, or written out and kept): read that.
+				return &value{key: refKey(ref.ID), ra: f, size: ref.Size}, nil
+			}
 			v, err := c.e.open(c.ctx, ref, c.depth+1)
 			if err != nil {
+				if tee != nil {
+					tee.finish(err)
+				}
 				return nil, fmt.Errorf("%s: %w", ref.Name, err)
 			}
-			v.key = "ref:" + ref.ID
+			v.key = refKey(ref.ID)
 			if v.size < 0 {
 				v.size = ref.Size
+			}
+			if tee != nil {
+				// Other expected artifacts read it too: rebuild it once, into the spool.
+				n, err := tee.fill(v)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", ref.Name, err)
+				}
+				v = &value{key: v.key, ra: tee.f, size: n}
 			}
 			return v, nil
 		},

@@ -136,6 +136,7 @@ func (e *Engine) WriteDir(ctx context.Context, dir string, arts []*Artifact, pro
 	if !st.IsDir() {
 		return fmt.Errorf("output %s is not a directory (give a directory, or - for standard output)", dir)
 	}
+	e.Expect(arts)
 	for _, a := range arts {
 		if err := e.writeFile(ctx, dir, a, progress); err != nil {
 			return err
@@ -181,6 +182,7 @@ func (e *Engine) writeFile(ctx context.Context, dir string, a *Artifact, progres
 // the stream is cut short: the last chunk of a bad file is never written, and a tar stream gets
 // no end-of-archive marker, so readers notice.
 func (e *Engine) WriteStream(ctx context.Context, w io.Writer, arts []*Artifact, progress Progress) error {
+	e.Expect(arts)
 	bw := bufio.NewWriterSize(w, 1<<20)
 	if len(arts) == 1 {
 		if err := e.Rehydrate(ctx, arts[0].ID, bw, progressFor(arts[0], progress)); err != nil {
