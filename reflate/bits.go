@@ -1,6 +1,7 @@
 package reflate
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -58,16 +59,27 @@ func (r *bitReader) alignedByte() (byte, error) {
 	return byte(v), err
 }
 
-// bitWriter writes a deflate bit stream.
+// bitWriter writes a deflate bit stream. Bits are held in acc and go to out 32 at a time;
+// flush (which align calls) puts every whole byte in out.
 type bitWriter struct {
 	out  []byte
 	acc  uint64
 	nacc uint
 }
 
+// write appends the n low bits of v (n <= 32).
 func (w *bitWriter) write(v uint32, n uint) {
 	w.acc |= uint64(v) << w.nacc
 	w.nacc += n
+	if w.nacc >= 32 {
+		w.out = binary.LittleEndian.AppendUint32(w.out, uint32(w.acc))
+		w.acc >>= 32
+		w.nacc -= 32
+	}
+}
+
+// flush moves the whole bytes held to out, leaving fewer than 8 bits in acc.
+func (w *bitWriter) flush() {
 	for w.nacc >= 8 {
 		w.out = append(w.out, byte(w.acc))
 		w.acc >>= 8
@@ -75,9 +87,10 @@ func (w *bitWriter) write(v uint32, n uint) {
 	}
 }
 
-// align pads to a byte boundary with the given padding bits (low bits first).
+// align pads to a byte boundary with the given padding bits (low bits first) and flushes.
 func (w *bitWriter) align(pad byte) {
 	if n := (8 - w.nacc%8) % 8; n > 0 {
 		w.write(uint32(pad), n)
 	}
+	w.flush()
 }

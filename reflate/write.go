@@ -11,7 +11,12 @@ var errUnencodable = errors.New("token has no code in its block's Huffman code")
 // (the bits below it zero). It returns the bytes and how many bits of the last one belong to
 // the chunk (0: all 8).
 func (c *chunk) encode() ([]byte, uint, error) {
-	w := &bitWriter{out: make([]byte, 0, (c.end-c.hist)/2+64), nacc: uint(c.phase)}
+	return c.encodeTo(make([]byte, 0, (c.end-c.hist)/2+64))
+}
+
+// encodeTo is encode appending to buf (of length 0), whose memory it reuses.
+func (c *chunk) encodeTo(buf []byte) ([]byte, uint, error) {
+	w := &bitWriter{out: buf, nacc: uint(c.phase)}
 	pos := c.hist
 	for bi := range c.blocks {
 		b := &c.blocks[bi]
@@ -27,6 +32,7 @@ func (c *chunk) encode() ([]byte, uint, error) {
 			w.align(b.pad)
 			w.write(uint32(b.storedLen), 16)
 			w.write(uint32(^b.storedLen&0xffff), 16)
+			w.flush()
 			if pos+b.storedLen > c.end {
 				return nil, 0, fmt.Errorf("block %d: stored data past the chunk's end", bi)
 			}
@@ -59,6 +65,7 @@ func (c *chunk) encode() ([]byte, uint, error) {
 	if c.last {
 		w.align(c.endPad)
 	}
+	w.flush()
 	tail := w.nacc
 	if tail > 0 {
 		w.out = append(w.out, byte(w.acc))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Method 2 is the zlib-ng model (zlibng_match.go) over a whole stream of one chunk; its
@@ -101,6 +102,7 @@ func checkNGParam(param byte) error {
 // chains (it does not write them mid-stream), so they are only skipped.
 func runNG(param byte, plain []byte, blocks []block, next func(i, p int, pred token, m *ngMatcher) (token, error)) error {
 	m := newNGMatcher(int(param&15), int(param>>4&7)+8, plain)
+	defer m.release()
 	m.capInsert = param&0x80 != 0
 	p := 0
 	for bi := range blocks {
@@ -213,16 +215,42 @@ func encodeNGBody(s *chunk, cs []correction) []byte {
 // rebuildNGStream is rebuild for method 2: the plain data, bounded by readHeader, is read
 // whole.
 func rebuildNGStream(w io.Writer, plain io.Reader, h *header) error {
-	data := make([]byte, h.plainLen)
-	if _, err := io.ReadFull(plain, data); err != nil {
+	sc, _ := ngScratchPool.Get().(*ngScratch)
+	if sc == nil {
+		sc = &ngScratch{}
+	}
+	defer ngScratchPool.Put(sc)
+	sc.plain = grow(sc.plain, int(h.plainLen))
+	if _, err := io.ReadFull(plain, sc.plain); err != nil {
 		return fmt.Errorf("reflate: plain data: %w", err)
 	}
-	out, err := rebuildZlibNG(data, h.body, h.ngParam)
+	out, err := rebuildZlibNG(sc.plain, h.body, h.ngParam, sc)
 	if err != nil {
 		return err
 	}
 	_, err = w.Write(out)
 	return err
+}
+
+// ngScratch is the memory one method 2 rebuild works in, kept in ngScratchPool for the next
+// stream (a VMDK's grains are thousands of small streams). The stream rebuildZlibNG returns
+// lies in it.
+type ngScratch struct {
+	plain  []byte
+	raw    bytes.Buffer
+	fr     io.ReadCloser // a compress/flate reader, Reset for each body
+	tokens []token
+	out    []byte
+}
+
+var ngScratchPool sync.Pool
+
+// grow returns b resized to n bytes, reallocated only when its capacity is short.
+func grow[T any](b []T, n int) []T {
+	if cap(b) < n {
+		return make([]T, n)
+	}
+	return b[:n]
 }
 
 // section reads a length and that many bytes from r as a reader of their own.
@@ -237,7 +265,11 @@ func section(r *bytes.Reader, rr *recReader) *recReader {
 }
 
 // rebuildZlibNG makes the stream of method 2 from its plain data and body.
-func rebuildZlibNG(plain, body []byte, param byte) ([]byte, error) {
+// sc, if not nil, provides the memory it works in and holds the result.
+func rebuildZlibNG(plain, body []byte, param byte, sc *ngScratch) ([]byte, error) {
+	if sc == nil {
+		sc = &ngScratch{}
+	}
 	if err := checkNGParam(param); err != nil {
 		return nil, err
 	}
@@ -248,11 +280,16 @@ func rebuildZlibNG(plain, body []byte, param byte) ([]byte, error) {
 	switch body[0] {
 	case bodyRaw:
 	case bodyDeflated:
-		lr := io.LimitReader(flate.NewReader(bytes.NewReader(body[1:])), int64(64*len(plain)+1<<20))
-		var err error
-		if raw, err = io.ReadAll(lr); err != nil {
+		if sc.fr == nil {
+			sc.fr = flate.NewReader(bytes.NewReader(body[1:]))
+		} else {
+			sc.fr.(flate.Resetter).Reset(bytes.NewReader(body[1:]), nil)
+		}
+		sc.raw.Reset()
+		if _, err := sc.raw.ReadFrom(io.LimitReader(sc.fr, int64(64*len(plain)+1<<20))); err != nil {
 			return nil, fmt.Errorf("%w: body: %v", ErrCorrupt, err)
 		}
+		raw = sc.raw.Bytes()
 	default:
 		return nil, fmt.Errorf("%w: body coding %d", ErrCorrupt, body[0])
 	}
@@ -301,7 +338,8 @@ func rebuildZlibNG(plain, body []byte, param byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.tokens = make([]token, ntok)
+	sc.tokens = grow(sc.tokens, ntok)
+	s.tokens = sc.tokens
 	ci := 0
 	err = runNG(param, plain, s.blocks, func(i, p int, pred token, _ *ngMatcher) (token, error) {
 		t := pred
@@ -319,10 +357,11 @@ func rebuildZlibNG(plain, body []byte, param byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	placeBlocks(plain, 0, s.blocks, s.tokens)
-	out, _, err := s.encode()
+	out, _, err := s.encodeTo(sc.out[:0])
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
+	sc.out = out
 	return out, nil
 }
 

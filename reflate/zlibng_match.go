@@ -1,6 +1,9 @@
 package reflate
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"sync"
+)
 
 // This file predicts tokens the way zlib-ng 2.2.2 chooses them: deflate_quick (level 1),
 // deflate_fast (2), deflate_medium (3-6) and deflate_slow (7-9, level 9 with its rolling hash
@@ -97,11 +100,36 @@ type ngMatcher struct {
 	predNext bool
 }
 
+// ngPool keeps matchers (their 384 KiB of hash chains) between streams: a VMDK holds
+// thousands of 64 KiB grains, each a stream of its own.
+var ngPool sync.Pool
+
+// newNGMatcher returns a matcher in its initial state, its chains empty; release gives it
+// back to the pool.
 func newNGMatcher(level, wbits int, data []byte) *ngMatcher {
 	w := 1 << wbits
+	var head, prev []int32
+	if old, ok := ngPool.Get().(*ngMatcher); ok {
+		head, prev = old.head, old.prev[:cap(old.prev)]
+		clear(head)
+		if len(prev) < w {
+			prev = make([]int32, w)
+		} else {
+			prev = prev[:w]
+			clear(prev)
+		}
+	} else {
+		head, prev = make([]int32, 1<<ngHashBits), make([]int32, w)
+	}
 	return &ngMatcher{level: level, cfg: ngLevels[level], data: data, wsize: w, wmask: w - 1,
-		maxDist: w - ngMinLookahead, head: make([]int32, 1<<ngHashBits), prev: make([]int32, w), predPos: -1, resumeAt: -1,
+		maxDist: w - ngMinLookahead, head: head, prev: prev, predPos: -1, resumeAt: -1,
 		roll: ngLevels[level].chain > 1024}
+}
+
+// release puts m's chains back in the pool; m is not used after.
+func (m *ngMatcher) release() {
+	m.data = nil
+	ngPool.Put(m)
 }
 
 // roll3 is the rolling hash of the 3 bytes at p, as longest_match_slow computes it from 0.
@@ -155,6 +183,19 @@ func (m *ngMatcher) quickInsert(p int) int {
 }
 
 func (m *ngMatcher) insert(p, count int) {
+	if d := m.data; !m.roll && (m.resumeAt < p || m.resumeAt >= p+count) && p >= 0 && p+count+3 <= len(d) {
+		// quickInsert's common case in a loop: the 4 bytes hashed all lie in the data
+		head, prev := m.head, m.prev
+		for q := p; q < p+count; q++ {
+			h := (binary.LittleEndian.Uint32(d[q:]) * 2654435761) >> (32 - ngHashBits)
+			if hd := head[h]; int(hd) != q {
+				prev[q&m.wmask] = hd
+				head[h] = int32(q)
+			}
+		}
+		m.insHi = max(m.insHi, p+count)
+		return
+	}
 	for q := p; q < p+count; q++ {
 		m.quickInsert(q)
 	}
@@ -191,6 +232,16 @@ func (m *ngMatcher) at(i int) byte {
 }
 
 func (m *ngMatcher) eq(a, b, n int) bool {
+	if d := m.data; a >= 0 && b >= 0 && a+8 <= len(d) && b+8 <= len(d) {
+		switch n {
+		case 2:
+			return binary.LittleEndian.Uint16(d[a:]) == binary.LittleEndian.Uint16(d[b:])
+		case 4:
+			return binary.LittleEndian.Uint32(d[a:]) == binary.LittleEndian.Uint32(d[b:])
+		case 8:
+			return binary.LittleEndian.Uint64(d[a:]) == binary.LittleEndian.Uint64(d[b:])
+		}
+	}
 	for k := 0; k < n; k++ {
 		if m.at(a+k) != m.at(b+k) {
 			return false
@@ -206,13 +257,23 @@ func (m *ngMatcher) longest(p, cur, lookahead int) (int, int) {
 	if m.prevLength > 0 {
 		best = m.prevLength
 	}
+	// The candidate must match the width bytes at offset (the end of the best match so far)
+	// and at the start. Where 8 bytes can be read at both, they are compared as words: the
+	// stream's bytes (ps, pe) loaded once, the candidate's masked to width.
+	d := m.data
 	offset, width := 0, 0
+	var ps, pe, mask uint64
+	words := false
 	setOffset := func() {
-		offset, width = best-1, 2
+		offset, width, mask = best-1, 2, 0xffff
 		if best >= 8 {
-			offset, width = best-7, 8
+			offset, width, mask = best-7, 8, ^uint64(0)
 		} else if best >= 4 {
-			offset, width = best-3, 4
+			offset, width, mask = best-3, 4, 0xffffffff
+		}
+		if words = p+offset+8 <= len(d); words {
+			ps = binary.LittleEndian.Uint64(d[p:]) & mask
+			pe = binary.LittleEndian.Uint64(d[p+offset:]) & mask
 		}
 	}
 	setOffset()
@@ -222,12 +283,19 @@ func (m *ngMatcher) longest(p, cur, lookahead int) (int, int) {
 	}
 	limit := m.base + max(0, p-m.base-m.maxDist)
 	early := m.level < ngEarlyExit
-	end := min(len(m.data), p+maxMatch)
+	end := min(len(d), p+maxMatch)
 	for {
 		if cur >= p {
 			break
 		}
-		for !(m.eq(cur+offset, p+offset, width) && m.eq(cur, p, width)) {
+		for {
+			if words && cur >= 0 && cur+offset+8 <= len(d) {
+				if binary.LittleEndian.Uint64(d[cur+offset:])&mask == pe && binary.LittleEndian.Uint64(d[cur:])&mask == ps {
+					break
+				}
+			} else if m.eq(cur+offset, p+offset, width) && m.eq(cur, p, width) {
+				break
+			}
 			chain--
 			if chain == 0 {
 				return best, start
@@ -237,8 +305,8 @@ func (m *ngMatcher) longest(p, cur, lookahead int) (int, int) {
 			}
 		}
 		l := 2
-		for p+l < end && cur+l < len(m.data) && m.data[cur+l] == m.data[p+l] {
-			l++
+		if n := min(end-p, len(d)-cur); n > l { // a chain entry may point forward after steering
+			l += matchLen(d[cur+l:], d[p+l:], n-l)
 		}
 		if l > best {
 			start = cur
@@ -598,9 +666,8 @@ func (m *ngMatcher) longestSlow(p, cur, lookahead int) int {
 			c = cur - mo
 		}
 		l := 2
-		end := min(len(m.data), p+maxMatch)
-		for p+l < end && c+l < len(m.data) && m.data[c+l] == m.data[p+l] {
-			l++
+		if n := min(len(m.data), p+maxMatch, len(m.data)+p-c) - p; n > l {
+			l += matchLen(m.data[c+l:], m.data[p+l:], n-l)
 		}
 		if l > best {
 			ms := c
