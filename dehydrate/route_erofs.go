@@ -29,8 +29,9 @@ import (
 // computed in any order (the EROFS lays the files out anew), and erofs-restore compresses the
 // clusters again when rehydrating.
 //
-// The osmet files (xz -9) stay compressed: liblzma's preset 9 encoder takes about 674 MiB,
-// far above the rehydrator's memory target, and they are a few percent of the ISO.
+// The osmet files (xz -9) stay compressed: liblzma's preset 9 encoder touches about 9 bytes per
+// input byte plus its hash table (681 MiB for the small fixture's osmet stream), far above the
+// rehydrator's memory target (BENCHMARKS.md, "The osmet files' xz -9 streams").
 
 // erofsMinCover is the share of a file its reproducible EROFS clusters must hold before the
 // route computes a delta: below it the expansion cannot make the delta much smaller.
