@@ -12,7 +12,9 @@
 # once and gives the whole-image ratio against the shipped files' size at -9, estimated from that
 # one file's -9/-N ratio (every xz artifact is the same disk with small edits).
 # BENCH_DIR (default /var/tmp/rehydrator-bench44) holds the image and temporary files.
-# REHYDRATE="aws openstack ..." picks the artifacts timed (default: a few of each route).
+# REHYDRATE="aws openstack ..." picks the disks timed (default: a few of each route), ISO_RUNS
+# which of "iso pxe iso_pxe" are timed (default all three), BUILD_FLAGS more flags for build
+# (e.g. --level 3).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rel=${1:?usage: tests/bench/fcos44.sh RELEASE_DIR}
@@ -36,7 +38,8 @@ timed() { # timed NAME CMD...: appends "NAME seconds maxrss_kib" to $B/times
 }
 
 echo "== build" >&2
-timed build "$R" build "$rel" --output "oci:$img:bench" --report "$B/report.json" -q --workdir "$B/work" >/dev/null
+# shellcheck disable=SC2086
+timed build "$R" build "$rel" --output "oci:$img:bench" --report "$B/report.json" -q --workdir "$B/work" ${BUILD_FLAGS:-} >/dev/null
 rm -rf "$B/work"
 
 # The -9 size of the qemu qcow2 (once per release), when the release ships another level.
@@ -64,12 +67,16 @@ if ls "$rel"/*live-iso* >/dev/null 2>&1; then
   f=$(ls "$rel"/*live-iso*.iso | head -1)
   echo "== rehydrate the ISO and the PXE files" >&2
   timed ref_iso sha256sum "$f"
-  timed rehydrate_iso "$R" rehydrate "$B/out" --iso --image "oci:$img:bench" --no-progress
-  rm -rf "$B/out"/*
-  timed rehydrate_pxe "$R" rehydrate "$B/out" --pxe --image "oci:$img:bench" --no-progress
-  rm -rf "$B/out"/*
-  timed rehydrate_iso_pxe "$R" rehydrate "$B/out" --iso --pxe --image "oci:$img:bench" --no-progress
-  rm -rf "$B/out"/*
+  for run in ${ISO_RUNS:-iso pxe iso_pxe}; do
+    case $run in
+      iso) flags=(--iso) ;;
+      pxe) flags=(--pxe) ;;
+      iso_pxe) flags=(--iso --pxe) ;;
+      *) echo "fcos44.sh: ISO_RUNS: unknown run $run (want iso, pxe, iso_pxe)" >&2; exit 2 ;;
+    esac
+    timed "rehydrate_$run" "$R" rehydrate "$B/out" "${flags[@]}" --image "oci:$img:bench" --no-progress
+    rm -rf "$B/out"/*
+  done
 fi
 
 python3 - "$rel" "$B" <<'EOF'
