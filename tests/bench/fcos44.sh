@@ -14,7 +14,8 @@
 # BENCH_DIR (default /var/tmp/rehydrator-bench44) holds the image and temporary files.
 # REHYDRATE="aws openstack ..." picks the disks timed (default: a few of each route), ISO_RUNS
 # which of "iso pxe iso_pxe" are timed (default all three), BUILD_FLAGS more flags for build
-# (e.g. --level 3).
+# (e.g. --level 3), EXCLUDE="aws,vmware" platforms left out (a copy of stream.json without them
+# and links to the other files, under BENCH_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rel=${1:?usage: tests/bench/fcos44.sh RELEASE_DIR}
@@ -22,6 +23,26 @@ rel=$(cd "$rel" && pwd)
 [ -f "$rel/stream.json" ] || { echo "fcos44.sh: $rel/stream.json is missing (make the release with tests/fixtures/mkrelease -profile fcos-44)" >&2; exit 2; }
 B=${BENCH_DIR:-/var/tmp/rehydrator-bench44}
 mkdir -p "$B"
+if [ -n "${EXCLUDE:-}" ]; then
+  rm -rf "$B/release"
+  python3 - "$rel" "$B/release" "$EXCLUDE" <<'EOF'
+import json, os, sys
+src, dst, excl = sys.argv[1], sys.argv[2], set(sys.argv[3].split(","))
+os.makedirs(dst)
+s = json.load(open(os.path.join(src, "stream.json")))
+for a in s["architectures"].values():
+    for p in [p for p in a["artifacts"] if p in excl]:
+        del a["artifacts"][p]
+    for art in a["artifacts"].values():
+        for f in art["formats"].values():
+            for item in f.values():
+                n = os.path.basename(item["location"])
+                if not os.path.exists(os.path.join(dst, n)):
+                    os.symlink(os.path.join(src, n), os.path.join(dst, n))
+json.dump(s, open(os.path.join(dst, "stream.json"), "w"), indent=2)
+EOF
+  rel="$B/release"
+fi
 for t in /usr/bin/time xz python3 sha256sum; do
   command -v "$t" >/dev/null || { echo "fcos44.sh: $t is missing" >&2; exit 2; }
 done
