@@ -14,7 +14,7 @@
 # BENCH_DIR (default /var/tmp/rehydrator-bench44) holds the image and temporary files.
 # REHYDRATE="aws openstack ..." picks the disks timed (default: a few of each route), ISO_RUNS
 # which of "iso pxe iso_pxe" are timed (default all three), BUILD_FLAGS more flags for build
-# (e.g. --level 3), EXCLUDE="aws,vmware" platforms left out (a copy of stream.json without them
+# (e.g. --level 3), XZ9=no skips the xz -9 estimate, EXCLUDE="aws,vmware" platforms left out (a copy of stream.json without them
 # and links to the other files, under BENCH_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -65,7 +65,7 @@ rm -rf "$B/work"
 
 # The -9 size of the qemu qcow2 (once per release), when the release ships another level.
 q=$(ls "$rel"/*-qemu.x86_64.qcow2.xz 2>/dev/null | head -1 || true)
-if [ -n "$q" ] && [ ! -s "$B/xz9.$(basename "$q").size" ]; then
+if [ -n "$q" ] && [ "${XZ9:-yes}" != no ] && [ ! -s "$B/xz9.$(basename "$q").size" ]; then
   echo "== xz -9 of $(basename "$q") for the shipped-size estimate" >&2
   xz -dc "$q" | xz -9 -T2 -c | wc -c > "$B/xz9.$(basename "$q").size"
 fi
