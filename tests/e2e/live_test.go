@@ -28,8 +28,8 @@ func TestLiveISOFromBaseline(t *testing.T) {
 		switch {
 		case strings.HasSuffix(a.Name, ".iso"):
 			iso = a.Name
-			if a.Method != "qcow2-decode+filemap+delta+zstd-restore" {
-				t.Errorf("ISO stored as %q, want a delta from the baseline's files laid out as the ISO has them, its squashfs blocks restored", a.Method)
+			if a.Method != "qcow2-decode+filemap+delta+gzip-spans+zstd-restore" {
+				t.Errorf("ISO stored as %q, want a delta from the baseline's files laid out as the ISO has them, its initramfs's gzip rebuilt, its squashfs blocks restored", a.Method)
 			}
 			if a.LayerBytes*10 > a.Size {
 				t.Errorf("ISO costs %d bytes in the image, more than 10%% of its %d", a.LayerBytes, a.Size)
