@@ -79,7 +79,8 @@ for p in $picks; do
   case "$f" in
     *.xz) timed "ref_$p" sh -c "xz -dc '$f' | sha256sum >/dev/null" ;;
     *.gz) timed "ref_$p" sh -c "gzip -dc '$f' | sha256sum >/dev/null" ;;
-    *) timed "ref_$p" sha256sum "$f" ;;
+    *.zip) timed "ref_$p" sh -c "unzip -p '$f' | sha256sum >/dev/null" ;;
+    *) timed "ref_$p" sh -c "sha256sum '$f' >/dev/null" ;;
   esac
   timed "rehydrate_$p" "$R" rehydrate "$B/out" --disk "$p" --image "oci:$img:bench" --no-progress
   rm -rf "$B/out"/*
@@ -87,7 +88,7 @@ done
 if ls "$rel"/*live-iso* >/dev/null 2>&1; then
   f=$(ls "$rel"/*live-iso*.iso | head -1)
   echo "== rehydrate the ISO and the PXE files" >&2
-  timed ref_iso sha256sum "$f"
+  timed ref_iso sh -c "sha256sum '$f' >/dev/null"
   for run in ${ISO_RUNS:-iso pxe iso_pxe}; do
     case $run in
       iso) flags=(--iso) ;;
