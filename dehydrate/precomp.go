@@ -67,19 +67,14 @@ func precompCandidate(ctx context.Context, basePath, targetPath, blobDir string,
 		return nil, err
 	}
 	defer gz.close()
-	var out io.Writer = bw
-	if gz != nil {
-		out = gz.writer(bw)
-	}
-	if err := precomp.Expand(out, target, tsize, plan); err != nil {
-		return nil, fmt.Errorf("expand: %w", err)
-	}
-	xsize := plan.ExpandedSize(tsize)
-	if gz != nil {
-		if err := out.(*spliceWriter).finish(); err != nil {
-			return nil, err
+	xsize, err := gz.expand(bw, func(w io.Writer) (int64, error) {
+		if err := precomp.Expand(w, target, tsize, plan); err != nil {
+			return 0, fmt.Errorf("expand: %w", err)
 		}
-		xsize += gz.growth()
+		return plan.ExpandedSize(tsize), nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if err := bw.Flush(); err != nil {
 		return nil, err

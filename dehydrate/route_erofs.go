@@ -111,19 +111,13 @@ func erofsCandidate(ctx context.Context, basePath, targetPath, blobDir string, j
 		return nil, err
 	}
 	defer gz.close()
-	var out io.Writer = bw
-	if gz != nil {
-		out = gz.writer(bw)
-	}
-	params, xsize, err := expandEROFS(out, target, tsize, images)
+	var params *erofsStepParams
+	xsize, err := gz.expand(bw, func(w io.Writer) (n int64, err error) {
+		params, n, err = expandEROFS(w, target, tsize, images)
+		return n, err
+	})
 	if err != nil {
 		return nil, err
-	}
-	if gz != nil {
-		if err := out.(*spliceWriter).finish(); err != nil {
-			return nil, err
-		}
-		xsize += gz.growth()
 	}
 	if err := bw.Flush(); err != nil {
 		return nil, err

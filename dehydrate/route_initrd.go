@@ -303,6 +303,23 @@ func (x *initrdExpansion) writer(w io.Writer) *spliceWriter {
 	return &spliceWriter{w: w, spans: x.spans}
 }
 
+// expand runs write, which writes the unexpanded stream's expansion (size bytes) to the writer
+// it is given, with x's spans expanded in it too (nil x: none), and returns the stream's size.
+func (x *initrdExpansion) expand(w io.Writer, write func(io.Writer) (int64, error)) (int64, error) {
+	if x == nil {
+		return write(w)
+	}
+	sw := x.writer(w)
+	n, err := write(sw)
+	if err != nil {
+		return 0, err
+	}
+	if err := sw.finish(); err != nil {
+		return 0, err
+	}
+	return n + x.growth(), nil
+}
+
 // step returns the gzip-spans step and its blob (the spans' reconstruction data one after the
 // other), stored in blobDir.
 func (x *initrdExpansion) step(blobDir string) (rehydrate.Step, *blob, error) {
